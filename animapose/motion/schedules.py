@@ -1,0 +1,69 @@
+"""Noise schedules for motion modules, as ComfyUI ``model_sampling`` objects.
+
+The most common silent mismatch in AnimateDiff ports: the original SD1.5 configs say ``beta_schedule: "linear"``
+in diffusers' meaning (betas spaced linearly), which is ComfyUI's ``sqrt_linear``; ComfyUI's ``linear`` is SD's
+``scaled_linear``. The SDXL beta module was trained with ``scaled_linear`` ending at 0.020, HotshotXL with SDXL's
+default, AnimateLCM with the linear betas under LCM (x0) sampling over 100 original steps.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+AUTOSELECT = "autoselect"
+USE_EXISTING = "use existing"
+SQRT_LINEAR = "sqrt_linear (AnimateDiff)"
+LINEAR_SDXL = "linear (AnimateDiff-SDXL, 0.020)"
+LINEAR = "linear (SD default, HotshotXL)"
+LCM = "lcm (AnimateLCM)"
+
+CHOICES = [AUTOSELECT, USE_EXISTING, SQRT_LINEAR, LINEAR_SDXL, LINEAR, LCM]
+
+# detect.MotionModelInfo.beta_schedule -> choice
+BY_RECOMMENDATION = {"sqrt_linear": SQRT_LINEAR, "linear_sdxl": LINEAR_SDXL, "linear": LINEAR, "lcm": LCM}
+
+_SETTINGS = {
+    SQRT_LINEAR: dict(beta_schedule="sqrt_linear", linear_start=0.00085, linear_end=0.012),
+    LINEAR_SDXL: dict(beta_schedule="linear", linear_start=0.00085, linear_end=0.020),
+    LINEAR: dict(beta_schedule="linear", linear_start=0.00085, linear_end=0.012),
+    LCM: dict(beta_schedule="sqrt_linear", linear_start=0.00085, linear_end=0.012),
+}
+LCM_ORIGINAL_STEPS = 100  # AnimateLCM's scheduler config: original_inference_steps 100
+
+
+def resolve(choice: str, recommended: str) -> str:
+    """The concrete schedule for a node choice; ``autoselect`` follows the motion module's recommendation."""
+    if choice == AUTOSELECT:
+        return BY_RECOMMENDATION[recommended]
+    if choice not in CHOICES:
+        raise ValueError(f"unknown beta schedule {choice!r}")
+    return choice
+
+
+def model_sampling(model_patcher, choice: str):
+    """A ``model_sampling`` object for ``choice`` (not AUTOSELECT), or None to keep the checkpoint's own."""
+    if choice == USE_EXISTING:
+        return None
+    import comfy.model_base
+    import comfy.model_sampling
+
+    settings = _SETTINGS[choice]
+    config = SimpleNamespace(sampling_settings=dict(settings))
+    if choice == LCM:
+        from comfy_extras.nodes_model_advanced import LCM as LCMType
+        from comfy_extras.nodes_model_advanced import ModelSamplingDiscreteDistilled
+
+        class AnimateLCMSampling(ModelSamplingDiscreteDistilled, LCMType):
+            original_timesteps = LCM_ORIGINAL_STEPS
+
+        return AnimateLCMSampling(config)
+
+    prediction = {
+        comfy.model_base.ModelType.EPS: comfy.model_sampling.EPS,
+        comfy.model_base.ModelType.V_PREDICTION: comfy.model_sampling.V_PREDICTION,
+    }.get(model_patcher.model.model_type, comfy.model_sampling.EPS)
+
+    class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
+        pass
+
+    return MotionModelSampling(config)

@@ -1,0 +1,14 @@
+"""The pack's V3 node classes. They declare inputs and outputs and call the runtime package ``animapose``."""
+
+from comfy_api.latest import ComfyExtension
+
+from . import animatediff
+from .common import register_model_folders
+
+
+class AnimaPoseExtension(ComfyExtension):
+    async def get_node_list(self):
+        return [*animatediff.NODES]
+
+
+__all__ = ["AnimaPoseExtension", "register_model_folders"]

@@ -1,0 +1,197 @@
+"""AnimateDiff nodes: load a motion model, add motion LoRAs, inflate a MODEL, sample long clips in windows."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from comfy_api.latest import io, ui
+
+from ..animapose.known_models import label_file
+from ..animapose.motion import NORM_CHOICES, schedules
+from .common import MOTION_CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, PREFIX, full_path, node_errors
+
+MotionModelType = io.Custom("ANIMAPOSE_MOTION_MODEL")
+
+
+def _files(folder: str) -> list[str]:
+    import folder_paths
+
+    return folder_paths.get_filename_list(folder)
+
+
+class LoadMotionModel(io.ComfyNode):
+    DISPLAY = "AnimaPose Load Motion Model"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadMotionModel",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Loads an AnimateDiff motion module from models/animatediff_models (AnimateDiff v1/v2/v3, SDXL beta, "
+                "HotshotXL, AnimateLCM, AnimateDiff-Lightning; original or diffusers layout; .safetensors, or "
+                ".ckpt/.pth read without running pickled code). The format, base model, widths, mid block, position "
+                "length and GroupNorm scope are detected from the weights and shown on the node."),
+            inputs=[
+                io.Combo.Input("model_name", options=_files(MOTION_MODELS_FOLDER),
+                               tooltip="Motion module file in models/animatediff_models (the folder "
+                                       "AnimateDiff-Evolved uses too)."),
+            ],
+            outputs=[MotionModelType.Output(
+                "motion_model", tooltip="The motion modules, ready for 'AnimaPose Apply Motion Model'.")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        from ..animapose.motion.inflate import load_motion_model
+
+        with node_errors(cls.DISPLAY):
+            path = full_path(MOTION_MODELS_FOLDER, model_name, "model_name")
+            motion = load_motion_model(path, model_name, _adapter_config(path))
+        text = motion.info.summary()
+        label = label_file("motion_modules", path, model_name)
+        if label:
+            text += "\n" + label
+        return io.NodeOutput(motion, ui=ui.PreviewText(text))
+
+
+def _adapter_config(path: str) -> dict | None:
+    """diffusers MotionAdapter weights come with a config.json that tells v1 from v3 (their weights look alike)."""
+    cfg = os.path.join(os.path.dirname(path), "config.json")
+    if os.path.isfile(cfg):
+        try:
+            with open(cfg) as f:
+                data = json.load(f)
+            return data if data.get("_class_name") == "MotionAdapter" else None
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+class LoadMotionLoRA(io.ComfyNode):
+    DISPLAY = "AnimaPose Load Motion LoRA"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadMotionLoRA",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=("Adds a motion LoRA (camera moves such as zoom or pan; original AnimateDiff layout) to a motion "
+                         "model, as W += strength * up @ down on its temporal attention. Chain several to mix them."),
+            inputs=[
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                io.Combo.Input("lora_name", options=_files(MOTION_LORA_FOLDER),
+                               tooltip="Motion LoRA file in models/animatediff_motion_lora. The official ones were "
+                                       "trained on mm_sd_v15_v2."),
+                io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.05,
+                               tooltip="Multiplier of the LoRA's weight change; 1.0 is the original strength."),
+            ],
+            outputs=[MotionModelType.Output(display_name="motion_model", tooltip="The motion model with the LoRA added.")],
+        )
+
+    @classmethod
+    def execute(cls, motion_model, lora_name: str, strength: float) -> io.NodeOutput:
+        from ..animapose.motion.inflate import add_motion_lora
+
+        with node_errors(cls.DISPLAY):
+            path = full_path(MOTION_LORA_FOLDER, lora_name, "lora_name")
+            return io.NodeOutput(add_motion_lora(motion_model, path, lora_name, strength))
+
+
+class ApplyMotionModel(io.ComfyNode):
+    DISPLAY = "AnimaPose Apply Motion Model"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "ApplyMotionModel",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Inflates an image MODEL into an animation MODEL: the motion modules are inserted after every "
+                "resolution level's blocks, and the latent batch becomes the frame axis (16 frames = batch 16). "
+                "Works with any sampler node, LoRA and ControlNet. The incoming MODEL is not changed."),
+            inputs=[
+                io.Model.Input("model", tooltip="An SD1.5 or SDXL MODEL matching the motion module's family."),
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                io.Float.Input("motion_scale", default=1.0, min=0.0, max=2.0, step=0.01,
+                               tooltip="Multiplies what the motion modules add: 1.0 is the original AnimateDiff, "
+                                       "0 turns motion off, values in between calm it."),
+                io.Combo.Input("beta_schedule", options=schedules.CHOICES, default=schedules.AUTOSELECT,
+                               tooltip="Noise schedule. 'autoselect' uses the one the motion module was trained with "
+                                       "(AnimateDiff SD1.5: sqrt_linear, the original's 'linear' betas; SDXL beta: "
+                                       "linear to 0.020; AnimateLCM: lcm). 'use existing' keeps the checkpoint's."),
+                io.Combo.Input("groupnorm", options=NORM_CHOICES, default=NORM_CHOICES[0],
+                               tooltip="Which GroupNorms see all frames at once. 'original code (auto)' reproduces the "
+                                       "original implementation of the detected format (v1 and HotshotXL normalise "
+                                       "ResNets across frames); 'diffusers' matches diffusers' AnimateDiff pipelines, "
+                                       "which AnimateDiff-Lightning was distilled with."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The animation MODEL; sample it with a latent batch of frames.")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion_model, motion_scale: float, beta_schedule: str, groupnorm: str) -> io.NodeOutput:
+        from ..animapose.motion.inflate import apply_motion_model
+
+        with node_errors(cls.DISPLAY):
+            applied = apply_motion_model(model, motion_model, motion_scale, beta_schedule, groupnorm)
+        return io.NodeOutput(applied.model, ui=ui.PreviewText(applied.summary))
+
+
+class ContextWindows(io.ComfyNode):
+    DISPLAY = "AnimaPose Context Windows"
+
+    @classmethod
+    def define_schema(cls):
+        import comfy.context_windows as cw
+
+        return io.Schema(
+            node_id=PREFIX + "ContextWindows",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Samples clips longer than the motion module's positions in overlapping windows of frames and fuses "
+                "the overlaps, with ComfyUI's own context-window handler on the frame (batch) axis. Memory stays that "
+                "of one window however many frames you render."),
+            inputs=[
+                io.Model.Input("model", tooltip="The animation MODEL (before or after 'AnimaPose Apply Motion Model')."),
+                io.Int.Input("context_length", default=16, min=2, max=128,
+                             tooltip="Frames per window; at most the motion module's position length (16 is "
+                                     "AnimateDiff's sweet spot)."),
+                io.Int.Input("context_overlap", default=4, min=0, max=64,
+                             tooltip="Frames shared by neighbouring windows; more overlap, smoother seams, more work."),
+                io.Combo.Input("context_schedule", options=[cw.ContextSchedules.UNIFORM_STANDARD,
+                                                            cw.ContextSchedules.STATIC_STANDARD,
+                                                            cw.ContextSchedules.UNIFORM_LOOPED],
+                               default=cw.ContextSchedules.UNIFORM_STANDARD,
+                               tooltip="standard_uniform: windows shift every step so seams move; standard_static: the "
+                                       "same windows each step; looped_uniform: windows wrap around for loops."),
+                io.Int.Input("context_stride", default=1, min=1, max=8,
+                             tooltip="Uniform schedules also sample frames 2^k apart up to this stride, for "
+                                     "long-range coherence (1 = off)."),
+                io.Boolean.Input("closed_loop", default=False,
+                                 tooltip="looped_uniform only: make the last frames lead back into the first."),
+                io.Combo.Input("fuse_method", options=cw.ContextFuseMethods.LIST_STATIC,
+                               default=cw.ContextFuseMethods.PYRAMID,
+                               tooltip="How overlapping windows are averaged: pyramid weights window centres most; "
+                                       "overlap-linear cross-fades only the overlap; flat averages."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The MODEL with context windows set for sampling.")],
+        )
+
+    @classmethod
+    def execute(cls, model, context_length, context_overlap, context_schedule, context_stride, closed_loop,
+                fuse_method) -> io.NodeOutput:
+        from ..animapose.motion.context import set_context_windows
+
+        with node_errors(cls.DISPLAY):
+            out = set_context_windows(model, context_length, context_overlap, context_schedule, context_stride,
+                                      closed_loop, fuse_method)
+        return io.NodeOutput(out)
+
+
+NODES = [LoadMotionModel, LoadMotionLoRA, ApplyMotionModel, ContextWindows]

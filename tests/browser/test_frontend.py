@@ -1,0 +1,242 @@
+"""The pack in the real ComfyUI frontend: its JS loads once and cleanly, its node shows the info box, and every
+shipped workflow loads with the frontend's own loaders, converts with ``app.graphToPrompt`` and runs when queued
+the way the Run button queues it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+from collections import Counter
+
+import pytest
+
+from tests.harness.models import CHECKPOINT_NAME
+
+from .helpers import (
+    ARTIFACTS,
+    EXTENSION_NAME,
+    INFO_WIDGET,
+    PACK_MARK,
+    WORKFLOWS_ENV,
+    describe_error,
+    expected_class_types,
+    is_api_format,
+    native_api_workflow,
+    prompt_diff,
+    safe_name,
+    shrink_api_prompt,
+    widget_updates,
+    workflow_files,
+    workflows_dir,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_TIMEOUT = 600
+SEED_INPUTS = ("seed", "noise_seed")
+# Toasts the frontend raises when a UI workflow does not validate or had to be repaired on load.
+VALIDATION_TOASTS = ("Invalid workflow", "Workflow Validation", "Links Fixed")
+
+
+def _workflow_params():
+    root = workflows_dir()
+    files = workflow_files()
+    if not files:
+        return [pytest.param(None, id="no-workflows")]
+    return [pytest.param(f, id=f.relative_to(root).as_posix()) for f in files]
+
+
+# -- shared checks ----------------------------------------------------------------------------------------------
+
+def assert_loaded_cleanly(ui, data: dict, name: str, backend_types: set[str]) -> dict:
+    """No missing node types on the canvas, and ``app.graphToPrompt()`` gives the file's node class types.
+    Returns that prompt."""
+    missing = ui.missing_node_types()
+    assert not missing, f"{name}: node types missing in the frontend: {missing}"
+    prompt = ui.graph_to_prompt()
+    got = Counter(n["class_type"] for n in prompt.values())
+    want = expected_class_types(data, backend_types)
+    assert got == want, (f"{name}: graphToPrompt gave node types {dict(sorted(got.items()))}, the file has "
+                         f"{dict(sorted(want.items()))}")
+    if is_api_format(data):
+        # loadApiJson keeps the ids and writes every literal input into its widget: the round trip is exact.
+        diffs = prompt_diff(prompt, data)
+        assert not diffs, f"{name}: the frontend changed the API prompt on load:\n" + "\n".join(diffs)
+    return prompt
+
+
+def validation_toasts(ui) -> list[str]:
+    return [t for t in ui.toasts() if any(m in t for m in VALIDATION_TOASTS)]
+
+
+def pack_js_responses(ui) -> list[tuple[int, str]]:
+    return [(status, url) for status, url in ui.responses
+            if urllib.parse.urlsplit(url).path.startswith("/extensions/") and url.endswith("/animapose.js")]
+
+
+# -- tests ------------------------------------------------------------------------------------------------------
+
+def test_pack_js_loads(ui, comfy_server):
+    listed = [e for e in comfy_server.get("/extensions") if e.endswith("/animapose.js")]
+    assert listed, "GET /extensions lists no animapose.js"
+    served = pack_js_responses(ui)
+    assert served, f"the page never requested the pack's JS ({listed})"
+    assert all(status == 200 for status, _ in served), served
+    requested = {urllib.parse.urlsplit(url).path for _, url in served}
+    assert requested >= set(listed), f"listed but not loaded: {set(listed) - requested}"
+
+    ui.page.wait_for_function("(name) => app.extensions.some((e) => e.name === name)", arg=EXTENSION_NAME,
+                              timeout=30_000)
+    names = ui.call("() => app.extensions.map((e) => e.name)")
+    assert names.count(EXTENSION_NAME) == 1, f"{EXTENSION_NAME} registered {names.count(EXTENSION_NAME)} times"
+
+    failed = [r for r in ui.failed_requests if PACK_MARK in r.lower()]
+    assert not failed, failed
+    errors = ui.pack_errors()
+    assert not errors, "errors naming the pack:\n" + "\n".join(errors)
+    baseline = ui.errors()
+    log.info("%d baseline console/page errors, none naming the pack: %s", len(baseline),
+             [e.splitlines()[0][:160] for e in baseline])
+
+
+def test_node_info_box(ui):
+    """The extension's info box, fed through the frontend's own ``executed`` event handler."""
+    mark = ui.mark()
+    node_type = ui.call("""() => {
+        const ours = Object.keys(LiteGraph.registered_node_types).filter((t) => t.startsWith('AnimaPose_'));
+        return ours.includes('AnimaPose_LoadMotionModel') ? 'AnimaPose_LoadMotionModel' : ours.sort()[0];
+    }""")
+    assert node_type, "no AnimaPose_ node type is registered in the frontend"
+    text = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
+            "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
+            "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)")
+    node_id = ui.call("""(type) => {
+        app.graph.clear();
+        const n = LiteGraph.createNode(type);
+        n.pos = [100, 100];
+        app.graph.add(n);
+        return n.id;
+    }""", node_type)
+    show = """([id, text]) => {
+        app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
+                                                 output: {text: [text]}, prompt_id: 'browser-test'});
+        const n = app.graph.getNodeById(id);
+        const ws = (n.widgets ?? []).filter((w) => w.name === '%s');
+        const el = ws[0]?.element;
+        return {count: ws.length, value: el?.value, readOnly: el?.readOnly, width: n.size[0]};
+    }""" % INFO_WIDGET
+    first = ui.call(show, [node_id, "first"])
+    box = ui.call(show, [node_id, text])
+    assert first["count"] == 1 and first["value"] == "first", first
+    assert box["count"] == 1, f"a second message added another info box: {box}"
+    assert box["value"] == text and box["readOnly"], box
+    assert box["width"] >= 320, box
+
+    ui.fit_view([node_id], zoom=0.45)
+    ui.page.wait_for_function(
+        """([id, name]) => {
+            const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name).element;
+            return el.isConnected && el.getClientRects().length > 0;
+        }""", arg=[node_id, INFO_WIDGET], timeout=10_000)
+    prompt = ui.graph_to_prompt()
+    assert INFO_WIDGET not in prompt[str(node_id)]["inputs"], "the info box must not be sent to the backend"
+    path = ui.screenshot(ARTIFACTS / "node_info_box.png")
+    sizes = ui.call("([id, name]) => { const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name)"
+                    ".element; return [el.clientHeight, el.scrollHeight]; }", [node_id, INFO_WIDGET])
+    log.info("info box screenshot: %s (box %d px high, text %d px)", path, *sizes)
+    assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
+
+
+@pytest.mark.parametrize("fmt", ["api", "ui"])
+def test_missing_node_type_fails(ui, backend_types, fmt):
+    """A workflow that names a node type nobody registered fails the load check, in both formats."""
+    bogus = "AnimaPose_NoSuchNode"
+    api = native_api_workflow(CHECKPOINT_NAME)
+    if fmt == "api":
+        data = json.loads(json.dumps(api))
+        data["5"]["class_type"] = bogus
+    else:
+        ui.load(api, "native.api.json")
+        data = ui.call("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
+        assert {n["type"] for n in data["nodes"]} >= {"KSampler"}, data["nodes"]
+        next(n for n in data["nodes"] if n["type"] == "KSampler")["type"] = bogus
+        ui.reset()
+    ui.load(data, f"broken.{fmt}.json")
+    missing = ui.missing_node_types()
+    # the frontend's own missing-nodes report (the dialog) names it ...
+    assert f"reported missing: {bogus}" in missing, missing
+    if fmt == "ui":
+        # ... and the UI loader leaves a placeholder node of an unregistered type on the graph
+        # (loadApiJson refuses the whole file instead and leaves the previous graph).
+        assert any(bogus in m and not m.startswith("reported") for m in missing), missing
+    with pytest.raises(AssertionError, match=bogus):
+        assert_loaded_cleanly(ui, data, f"broken.{fmt}.json", backend_types)
+
+
+def test_invalid_ui_workflow_is_flagged(ui):
+    """The load-time validation check of test_workflow sees the frontend's warning about a broken link."""
+    ui.load(native_api_workflow(CHECKPOINT_NAME), "native.api.json")
+    data = ui.call("() => JSON.parse(JSON.stringify(app.graph.serialize()))")
+    ui.reset()
+    data["links"].append([999, data["nodes"][0]["id"], 0, 424242, 0, "MODEL"])  # target node does not exist
+    ui.load(data, "dangling-link.json")
+    assert validation_toasts(ui), ui.toasts()
+
+
+@pytest.mark.parametrize("path", _workflow_params())
+def test_workflow(ui, comfy_server, backend_types, path):
+    if path is None:
+        pytest.fail(f"no workflow JSON under {workflows_dir()} (set {WORKFLOWS_ENV} to test another folder)")
+    name = path.name
+    data = json.loads(path.read_text())
+    mark = ui.mark()
+    t0 = time.monotonic()
+    fmt = ui.load(data, name)
+    prompt = assert_loaded_cleanly(ui, data, name, backend_types)
+    if fmt == "ui":
+        toasts = validation_toasts(ui)
+        assert not toasts, f"{name}: the frontend flagged the workflow on load: {toasts}"
+
+    # CPU sizing, written back through the widgets so the frontend itself produces the shrunk prompt.
+    shrunk = shrink_api_prompt(prompt)
+    updates = widget_updates(prompt, shrunk)
+    failures = ui.set_widgets(updates)
+    assert not failures, f"{name}: could not set widgets: {failures}"
+    diffs = prompt_diff(ui.graph_to_prompt(), shrunk)
+    assert not diffs, f"{name}: widgets do not give the shrunk prompt:\n" + "\n".join(diffs)
+    t_load = time.monotonic() - t0
+
+    try:
+        result = ui.queue_and_wait(timeout=RUN_TIMEOUT, alive=comfy_server.alive)
+    except TimeoutError as e:
+        comfy_server.interrupt()  # so the next workflow does not queue behind it
+        pytest.fail(f"{name}: {e}\n--- server log tail ---\n{comfy_server.log_text()[-2000:]}")
+    event = result["event"]
+    # Kept for failed runs too: the canvas then shows the node the frontend marked as failed.
+    ui.fit_view()
+    shot = ui.screenshot(ARTIFACTS / f"workflow_{safe_name(path.stem)}.png")
+    if event["type"] != "execution_success":
+        pytest.fail(f"{name}: {describe_error(event)}\n(screenshot: {shot})")
+    posted = result["prompt"]
+    assert posted is not None, "the POST /api/prompt body was not captured"
+    # With the "before" widget control mode the frontend may move seeds itself; everything else must be ours.
+    diffs = prompt_diff(posted, shrunk, ignore=SEED_INPUTS)
+    assert not diffs, f"{name}: the queued prompt differs from the shrunk one:\n" + "\n".join(diffs)
+
+    # Pack nodes that return text show it in their info box.
+    entry = comfy_server.get(f"/history/{result['prompt_id']}").get(result["prompt_id"], {})
+    texts = {nid: "\n".join(out["text"]) for nid, out in entry.get("outputs", {}).items()
+             if out.get("text") and shrunk.get(nid, {}).get("class_type", "").startswith("AnimaPose_")}
+    for nid, text in texts.items():
+        shown = ui.call("([id, name]) => app.graph.getNodeById(+id)?.widgets?.find((w) => w.name === name)"
+                        "?.element?.value ?? null", [nid, INFO_WIDGET])
+        assert shown == text, f"{name}: node {nid} info box shows {shown!r}, the backend sent {text!r}"
+    outputs = comfy_server.output_files(entry)
+    assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
+
+    log.info("%s (%s): loaded+shrunk in %.1f s, ran in %.1f s, %d outputs, %d info boxes, screenshot %s",
+             name, fmt, t_load, result["seconds"], len(outputs), len(texts), shot)
+    errors = ui.pack_errors(*mark)
+    assert not errors, f"{name}: errors naming the pack:\n" + "\n".join(errors)

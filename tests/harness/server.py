@@ -1,0 +1,204 @@
+"""Drives the real ComfyUI ``main.py`` in a subprocess: start with the pack, queue API graphs, wait, stop.
+
+Used by the server and browser test tiers and by the demo job, so all three run ComfyUI the same way.
+The ComfyUI tree is never written to: models, outputs, user settings and the database live under a base
+directory (``--base-directory`` plus an in-memory sqlite database).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .env import COMFYUI, PACK_DIR_NAME, REPO
+
+log = logging.getLogger(__name__)
+
+MODEL_FOLDERS = ("checkpoints", "vae", "loras", "clip_vision", "controlnet", "animatediff_models",
+                 "animatediff_motion_lora", "dreampose")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_base_dir(base: Path, models: dict[str, list[tuple[str, Path]]] | None = None) -> Path:
+    """A ComfyUI base directory with the pack linked into custom_nodes/ and model files linked into models/
+    under the given names (``{folder: [(name, source path)]}``)."""
+    for d in ("custom_nodes", "input", "output", "temp", "user/default"):
+        (base / d).mkdir(parents=True, exist_ok=True)
+    for d in MODEL_FOLDERS:
+        (base / "models" / d).mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / PACK_DIR_NAME
+    if link.is_symlink() or link.exists():
+        if link.resolve() != REPO:
+            link.unlink()
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    settings = base / "user" / "default" / "comfy.settings.json"
+    if not settings.exists():
+        # The first-run template dialog would cover the canvas in browser runs.
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    for folder, files in (models or {}).items():
+        for name, src in files:
+            dest = base / "models" / folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_symlink() or dest.exists():
+                if dest.resolve() == Path(src).resolve():
+                    continue
+                if dest.is_dir() and not dest.is_symlink():
+                    shutil.rmtree(dest)
+                else:
+                    dest.unlink()
+            dest.symlink_to(Path(src).resolve(), target_is_directory=Path(src).is_dir())
+    return base
+
+
+class ExecutionFailed(RuntimeError):
+    def __init__(self, message: str, details: dict):
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass
+class ComfyServer:
+    base: Path
+    port: int = field(default_factory=free_port)
+    python: str = sys.executable
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> "ComfyServer":
+        self.log_path = self.base / f"comfyui-{self.port}.log"
+        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--disable-auto-launch", "--base-directory", str(self.base),
+               "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        logf = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            try:
+                self.get("/system_stats", timeout=2)
+                return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"ComfyUI did not answer within {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def pack_import_error(self) -> str | None:
+        """ComfyUI only logs a pack that fails to import; this turns the log line into something to assert on."""
+        text = self.log_text()
+        for line in text.splitlines():
+            if PACK_DIR_NAME in line and any(m in line for m in ("IMPORT FAILED", "Cannot import", "comfy_entrypoint")):
+                return text
+        return None
+
+    # -- HTTP -----------------------------------------------------------------------------------------------
+    def get(self, path: str, timeout: float = 30):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def post(self, path: str, payload: dict, timeout: float = 30):
+        req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                body = r.read()
+            return json.loads(body) if body else None
+        except urllib.error.HTTPError as e:
+            body = e.read().decode(errors="replace")
+            raise ExecutionFailed(f"POST {path} -> HTTP {e.code}: {body}", _maybe_json(body)) from None
+
+    def object_info(self) -> dict:
+        return self.get("/object_info")
+
+    def queue(self, prompt: dict, client_id: str | None = None) -> str:
+        res = self.post("/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})
+        return res["prompt_id"]
+
+    def wait(self, prompt_id: str, timeout: float = 600) -> dict:
+        """History entry of a finished prompt; raises ExecutionFailed with ComfyUI's own error message."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"ComfyUI died while running {prompt_id}:\n{self.log_text()[-4000:]}")
+            hist = self.get(f"/history/{urllib.parse.quote(prompt_id)}")
+            entry = (hist or {}).get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None:
+                status = entry["status"]
+                if status.get("status_str") == "error":
+                    msg = _execution_error(status)
+                    raise ExecutionFailed(msg, entry)
+                return entry
+            time.sleep(0.25)
+        raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout}s")
+
+    def run(self, prompt: dict, timeout: float = 600) -> dict:
+        return self.wait(self.queue(prompt), timeout=timeout)
+
+    def interrupt(self) -> None:
+        self.post("/interrupt", {})
+
+    def output_files(self, entry: dict) -> list[Path]:
+        """Every file a finished prompt wrote, as paths under the base directory."""
+        files = []
+        for node_out in entry.get("outputs", {}).values():
+            for kind in ("images", "gifs", "videos", "animated"):
+                for item in node_out.get(kind, []) or []:
+                    if isinstance(item, dict) and "filename" in item:
+                        files.append(self.base / item.get("type", "output") / item.get("subfolder", "") / item["filename"])
+        return files
+
+
+def _maybe_json(body: str):
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"raw": body}
+
+
+def _execution_error(status: dict) -> str:
+    for kind, data in status.get("messages", []):
+        if kind == "execution_error":
+            return f"{data.get('node_type')} (node {data.get('node_id')}): {data.get('exception_message', '').strip()}"
+        if kind == "execution_interrupted":
+            return "execution interrupted"
+    return f"execution failed: {status}"

@@ -1,0 +1,56 @@
+"""The shipped example workflows, and the one change the CPU runs make to them.
+
+The workflows in ``workflows/`` carry real-use settings (512 px, 20 steps) and real model file names. The demo
+job and the test tiers run them against small random-weight fixtures on two CPU cores, so ``shrink_api_prompt``
+lowers resolution and step counts (never the graph, the node types or the frame counts, which are the point of
+each workflow) and gives every seed a fresh value so ComfyUI's cache cannot skip the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+from .env import REPO
+
+WORKFLOWS = REPO / "workflows"
+
+# node class -> {input: value} applied when the input is present
+CPU_SETTINGS = {
+    "EmptyLatentImage": {"width": 64, "height": 64},
+    "KSampler": {"steps": 3},
+    "KSamplerAdvanced": {"steps": 3},
+    "BasicScheduler": {"steps": 3},
+    "AnimaPose_DreamPoseSampler": {"steps": 3},
+    "AnimaPose_DreamPoseLatent": {"width": 64, "height": 80},
+    "AnimaPose_DreamPoseFinetune": {"unet_steps": 4, "vae_steps": 4},
+}
+SEED_INPUTS = ("seed", "noise_seed")
+
+
+def is_api_format(data: dict) -> bool:
+    return "nodes" not in data and all(isinstance(v, dict) and "class_type" in v for v in data.values())
+
+
+def shipped(api_only: bool = False) -> list[Path]:
+    files = sorted(WORKFLOWS.rglob("*.json"))
+    if api_only:
+        files = [f for f in files if is_api_format(json.loads(f.read_text()))]
+    return files
+
+
+def shrink_api_prompt(prompt: dict, seed: int | None = None) -> dict:
+    """A copy of an API-format prompt with CPU-sized settings and fresh seeds."""
+    rng = random.Random(seed)
+    out = copy.deepcopy(prompt)
+    for node in out.values():
+        inputs = node.get("inputs", {})
+        for name, value in CPU_SETTINGS.get(node["class_type"], {}).items():
+            if name in inputs and not isinstance(inputs[name], list):
+                inputs[name] = min(inputs[name], value) if isinstance(value, int) else value
+        for name in SEED_INPUTS:
+            if name in inputs and not isinstance(inputs[name], list):
+                inputs[name] = rng.randrange(2**32)
+    return out

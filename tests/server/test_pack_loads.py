@@ -1,0 +1,35 @@
+"""The pack loads in the real ComfyUI and registers exactly its public nodes."""
+
+from __future__ import annotations
+
+EXPECTED_NODES = {
+    "AnimaPose_LoadMotionModel",
+    "AnimaPose_LoadMotionLoRA",
+    "AnimaPose_ApplyMotionModel",
+    "AnimaPose_ContextWindows",
+}
+
+
+def test_exact_node_list(comfy_server):
+    info = comfy_server.object_info()
+    ours = {name for name, d in info.items() if "animapose" in d.get("python_module", "")}
+    assert ours == EXPECTED_NODES
+
+
+def test_every_node_documented(comfy_server):
+    info = comfy_server.object_info()
+    for name in EXPECTED_NODES:
+        d = info[name]
+        assert d["description"], f"{name} has no description"
+        assert d["category"].startswith("AnimaPose"), d["category"]
+        assert d["display_name"].startswith("AnimaPose "), d["display_name"]
+        for section in ("required", "optional"):
+            for inp, spec in d["input"].get(section, {}).items():
+                opts = spec[1] if len(spec) > 1 else {}
+                assert opts.get("tooltip"), f"{name}.{inp} has no tooltip"
+        assert all(d.get("output_tooltips", [])), f"{name} has an output without tooltip"
+
+
+def test_pack_js_is_served(comfy_server):
+    exts = comfy_server.get("/extensions")
+    assert any(e.endswith("/animapose.js") for e in exts), exts

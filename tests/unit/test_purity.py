@@ -1,0 +1,35 @@
+"""The pure-torch runtime modules import nothing from ComfyUI, so they load (and are tested) without it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness.env import COMFYUI, comfyui_available
+
+REPO = Path(__file__).resolve().parents[2]
+# The ComfyUI integration (animapose.motion.inflate, .context) imports comfy on purpose and is not listed.
+PURE = ["animapose.errors", "animapose.checkpoints", "animapose.motion", "animapose.motion.module",
+        "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora"]
+COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")
+
+
+def test_pure_modules_import_without_comfyui():
+    # ComfyUI goes on the path when provisioned, so that even a guarded ``try: import comfy`` would succeed and
+    # show up in sys.modules instead of failing quietly.
+    paths = [str(REPO)] + ([str(COMFYUI)] if comfyui_available() else [])
+    script = (
+        "import importlib, json, sys\n"
+        f"sys.path[:0] = {paths!r}\n"
+        f"for name in {PURE!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {COMFY!r})))\n"
+    )
+    # -I: ignore PYTHON* variables and the user site, so only the paths above decide what is importable.
+    result = subprocess.run([sys.executable, "-I", "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    leaked = json.loads(result.stdout.strip().splitlines()[-1])
+    assert leaked == [], f"ComfyUI modules imported: {leaked}"
