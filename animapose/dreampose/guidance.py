@@ -1,0 +1,84 @@
+"""DreamPose's dual classifier-free guidance over the reference image and the pose, as a native ComfyUI guider.
+
+DreamPose predicts, from one UNet call with three batch slots::
+
+    eps = e(0, 0) + s_I * (e(I, 0) - e(0, 0)) + s_p * (e(I, p) - e(I, 0))
+
+where ``e(I, p)`` has the image tokens and the pose windows, ``e(I, 0)`` the image tokens and an all-zero pose, and
+``e(0, 0)`` the tokens of an all-black image and a zero pose. (The official pipeline's argument comments swap the
+names; its arithmetic is the formula above with ``s1 = s_I`` and ``s2 = s_p``.)
+
+ComfyUI's ``Guider_DualCFG`` ("regular" style) computes ``neg + cfg2 * (middle - neg) + cfg1 * (pos - middle)`` with
+the three conds batched by ``calc_cond_batch``; with positive = (I, p), middle = (I, 0), negative = (0, 0) that is the
+formula above for ``cfg2 = s_I`` and ``cfg1 = s_p``. The built-in ``DualCFGGuider`` node names them
+``cfg_cond2_negative`` (s_I) and ``cfg_conds`` (s_p). Because the guider is ComfyUI's own, every sampler and
+scheduler of ``SamplerCustomAdvanced`` works with it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import AnimaPoseError
+
+POSE_CHANNELS = 10
+
+
+def _conditioning(tokens, input_name: str) -> list:
+    """A CONDITIONING list from a (B, 50, 768) tensor or an existing CONDITIONING (dicts copied, not shared)."""
+    if isinstance(tokens, torch.Tensor):
+        entries = [[tokens, {}]]
+    elif isinstance(tokens, (list, tuple)) and tokens and all(isinstance(e, (list, tuple)) and len(e) == 2 for e in tokens):
+        entries = [[e[0], dict(e[1])] for e in tokens]
+    else:
+        raise AnimaPoseError(input_name, f"expected image tokens or CONDITIONING, got {type(tokens).__name__}",
+                             "connect the DreamPose image-embedding output")
+    for t, _ in entries:
+        if not isinstance(t, torch.Tensor) or t.ndim != 3:
+            shape = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise AnimaPoseError(input_name, f"image tokens must be [batch, tokens, width], got {shape}",
+                                 "connect the DreamPose image-embedding output")
+    return entries
+
+
+def build_conds(image_tokens, uncond_tokens, pose_windows: torch.Tensor) -> tuple[list, list, list]:
+    """(positive, middle, negative) CONDITIONING for ``dreampose_guider``.
+
+    positive = image tokens + pose windows, middle = image tokens + zero pose, negative = unconditional (black image)
+    tokens + zero pose. ``pose_windows`` is (frames, 10, h, w), one window per latent frame; it travels as
+    ``"noise_concat"`` and reaches the UNet as ``c_concat``. Token batches must be 1 (one reference for all frames) or
+    the number of frames. The zero pose is explicit so the three conds have equal shapes and ComfyUI batches them
+    into one UNet call. It is all zeros in either pose value range, as in the official pipeline (with "legacy"
+    windows 0 is not the background value -1).
+    """
+    if pose_windows.ndim != 4 or pose_windows.shape[1] != POSE_CHANNELS:
+        raise AnimaPoseError("poses", f"pose windows must be [frames, {POSE_CHANNELS}, height, width], got "
+                             f"{list(pose_windows.shape)}", "build them with the DreamPose pose-window node")
+    frames = pose_windows.shape[0]
+    zeros = torch.zeros_like(pose_windows)
+    out = []
+    for tokens, pose, name in ((image_tokens, pose_windows, "image_embeds"), (image_tokens, zeros, "image_embeds"),
+                               (uncond_tokens, zeros, "uncond_embeds")):
+        entries = _conditioning(tokens, name)
+        for t, extra in entries:
+            if t.shape[0] not in (1, frames):
+                raise AnimaPoseError(name, f"{t.shape[0]} image embeddings for {frames} pose frames",
+                                     "use one reference image, or one per frame")
+            extra["noise_concat"] = pose
+        out.append(entries)
+    return out[0], out[1], out[2]
+
+
+def dreampose_guider(model, positive: list, middle: list, negative: list, image_cfg: float, pose_cfg: float):
+    """ComfyUI's ``Guider_DualCFG`` (regular style) set up as DreamPose's guidance: s_I = image_cfg, s_p = pose_cfg.
+
+    At image_cfg = 1 ComfyUI skips the negative slot and at image_cfg = pose_cfg = 1 the middle one too (the formula
+    does not need them), so those settings cost fewer UNet evaluations.
+    """
+    # Imported here: the module also brings in ComfyUI's node API, which runtime modules do not load at import time.
+    from comfy_extras.nodes_custom_sampler import Guider_DualCFG
+
+    guider = Guider_DualCFG(model)
+    guider.set_conds(positive, middle, negative)
+    guider.set_cfg(pose_cfg, image_cfg, nested=False)
+    return guider
