@@ -2,13 +2,13 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import animatediff
+from . import animatediff, dreampose
 from .common import register_model_folders
 
 
 class AnimaPoseExtension(ComfyExtension):
     async def get_node_list(self):
-        return [*animatediff.NODES]
+        return [*animatediff.NODES, *dreampose.NODES]
 
 
 __all__ = ["AnimaPoseExtension", "register_model_folders"]

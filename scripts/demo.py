@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.env import AP_HOME  # noqa: E402
-from tests.harness.models import demo_models  # noqa: E402
+from tests.harness.models import demo_files  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
 from tests.harness.workflows import shipped, shrink_api_prompt  # noqa: E402
 
@@ -36,7 +36,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     log.info("making demo models (cached after the first run)")
-    base = prepare_base_dir(args.base, demo_models(args.profile))
+    base = prepare_base_dir(args.base, demo_files(args.profile))
     server = ComfyServer(base, port=args.port).start()
     failed = 0
     try:

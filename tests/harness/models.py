@@ -1,8 +1,9 @@
-"""The model files the demo job and the server/browser tiers put into ComfyUI's models/ folders.
+"""The files the demo job and the server/browser tiers put into ComfyUI's base directory.
 
-Fixtures are linked under the file names real users have (``mm_sd_v15_v2.ckpt``...), so the shipped example
-workflows run unchanged against them. ``profile`` picks the UNet size: "tiny" for fast tests, "small" (SD1.5's
-block positions) for the demo. The loader's known-file check reports that these files are not the releases.
+Fixtures are linked under the file names real users have (``mm_sd_v15_v2.ckpt``, ``unet_epoch_20.pth``...), so
+the shipped example workflows run unchanged against them. ``profile`` picks the SD1.5 UNet size: "tiny" for fast
+tests, "small" (SD1.5's block positions) for the demo. The loaders' known-file check reports that these files are
+not the releases.
 """
 
 from __future__ import annotations
@@ -10,19 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 
 CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
+POSES_FOLDER = "dreampose_poses"
+SUBJECT_IMAGE = "dreampose_subject.png"
 
 
-def demo_models(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
-    """{models/ subfolder: [(file name in that folder, fixture path)]}."""
+def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
+    """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
+    from ..fixtures.dreampose import (dreampose_adapter_file, dreampose_unet_file, dreampose_vae_file,
+                                      subject_image_file, tiny_clip_b32_folder, uv_sequence_folder)
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
 
     return {
-        "checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
-        "animatediff_models": [
+        "models/checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
+        "models/animatediff_models": [
             ("mm_sd_v15_v2.ckpt", motion_module_file("v2", "original", profile, ext=".ckpt")),
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
         ],
-        "animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],
-        "loras": [("v3_sd15_adapter.ckpt", domain_adapter_file(profile))],
+        "models/animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],
+        "models/loras": [("v3_sd15_adapter.ckpt", domain_adapter_file(profile))],
+        "models/dreampose": [
+            ("unet_epoch_20.pth", dreampose_unet_file("small")),
+            ("adapter_20.pth", dreampose_adapter_file()),
+            ("vae_1499.pth", dreampose_vae_file()),
+        ],
+        "models/clip_vision": [("clip-vit-base-patch32", tiny_clip_b32_folder())],
+        "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file())],
     }

@@ -36,9 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare_base_dir(base: Path, models: dict[str, list[tuple[str, Path]]] | None = None) -> Path:
-    """A ComfyUI base directory with the pack linked into custom_nodes/ and model files linked into models/
-    under the given names (``{folder: [(name, source path)]}``)."""
+def prepare_base_dir(base: Path, files: dict[str, list[tuple[str, Path]]] | None = None) -> Path:
+    """A ComfyUI base directory with the pack linked into custom_nodes/ and the given files linked in under their
+    names (``{folder relative to the base, e.g. "models/checkpoints" or "input": [(name, source path)]}``)."""
     for d in ("custom_nodes", "input", "output", "temp", "user/default"):
         (base / d).mkdir(parents=True, exist_ok=True)
     for d in MODEL_FOLDERS:
@@ -53,9 +53,9 @@ def prepare_base_dir(base: Path, models: dict[str, list[tuple[str, Path]]] | Non
     if not settings.exists():
         # The first-run template dialog would cover the canvas in browser runs.
         settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
-    for folder, files in (models or {}).items():
-        for name, src in files:
-            dest = base / "models" / folder / name
+    for folder, entries in (files or {}).items():
+        for name, src in entries:
+            dest = base / folder / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_symlink() or dest.exists():
                 if dest.resolve() == Path(src).resolve():

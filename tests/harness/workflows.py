@@ -23,9 +23,7 @@ CPU_SETTINGS = {
     "KSampler": {"steps": 3},
     "KSamplerAdvanced": {"steps": 3},
     "BasicScheduler": {"steps": 3},
-    "AnimaPose_DreamPoseSampler": {"steps": 3},
-    "AnimaPose_DreamPoseLatent": {"width": 64, "height": 80},
-    "AnimaPose_DreamPoseFinetune": {"unet_steps": 4, "vae_steps": 4},
+    "AnimaPose_PoseConditioning": {"width": 64, "height": 80},
 }
 SEED_INPUTS = ("seed", "noise_seed")
 

@@ -7,6 +7,18 @@ EXPECTED_NODES = {
     "AnimaPose_LoadMotionLoRA",
     "AnimaPose_ApplyMotionModel",
     "AnimaPose_ContextWindows",
+    "AnimaPose_LoadDreamPose",
+    "AnimaPose_LoadDreamPoseVAE",
+    "AnimaPose_LoadCLIPVisionB32",
+    "AnimaPose_DreamPoseImageConditioning",
+    "AnimaPose_LoadDensePoseUV",
+    "AnimaPose_PosesFromImages",
+    "AnimaPose_PoseConditioning",
+    "AnimaPose_DreamPoseGuider",
+    "AnimaPose_SharedNoise",
+    "AnimaPose_DreamPoseSampler",
+    "AnimaPose_DreamPoseDecode",
+    "AnimaPose_SaveDreamPose",
 }
 
 

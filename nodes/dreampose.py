@@ -1,0 +1,428 @@
+"""DreamPose nodes: load the official files, condition on a subject photo and a DensePose UV sequence, guide with
+dual classifier-free guidance, sample frames in batches and decode."""
+
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io, ui
+
+from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES
+from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, full_path, node_errors
+
+AdapterType = io.Custom("ANIMAPOSE_DREAMPOSE_ADAPTER")
+PosesType = io.Custom("ANIMAPOSE_POSES")
+CLIP_FOLDERS = ("clip_vision", DREAMPOSE_FOLDER)
+
+
+def _files(folder: str) -> list[str]:
+    import folder_paths
+
+    return folder_paths.get_filename_list(folder)
+
+
+def _clip_choices() -> list[str]:
+    return sorted({f for folder in CLIP_FOLDERS for f in _files(folder)})
+
+
+class LoadDreamPose(io.ComfyNode):
+    DISPLAY = "AnimaPose Load DreamPose"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadDreamPose",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Loads DreamPose's UNet (official unet_epoch_*.pth: a diffusers SD1.4 UNet whose conv_in takes "
+                         "14 channels, the last 10 being five frames of DensePose UV) as a native MODEL, and its "
+                         "CLIP-VAE adapter (adapter_*.pth). Files from models/dreampose; .pth is read without running "
+                         "pickled code; safetensors saved by 'AnimaPose Save DreamPose' load too."),
+            inputs=[
+                io.Combo.Input("unet_name", options=_files(DREAMPOSE_FOLDER),
+                               tooltip="DreamPose UNet, e.g. unet_epoch_20.pth (base) or a subject-finetuned one."),
+                io.Combo.Input("adapter_name", options=_files(DREAMPOSE_FOLDER),
+                               tooltip="The matching adapter, e.g. adapter_20.pth (vae2clip 1280->768, linear1 54->50)."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="DreamPose UNet as a MODEL; poses arrive as concat "
+                                                                   "conditioning from 'AnimaPose Pose Conditioning'."),
+                     AdapterType.Output(display_name="adapter", tooltip="The CLIP-VAE embedding adapter.")],
+        )
+
+    @classmethod
+    def execute(cls, unet_name, adapter_name) -> io.NodeOutput:
+        from ..animapose.dreampose.checkpoint import load_unet, read_adapter
+
+        with node_errors(cls.DISPLAY):
+            model = load_unet(full_path(DREAMPOSE_FOLDER, unet_name, "unet_name"), "unet_name")
+            adapter = read_adapter(full_path(DREAMPOSE_FOLDER, adapter_name, "adapter_name"), "adapter_name")
+        return io.NodeOutput(model, adapter)
+
+
+class LoadDreamPoseVAE(io.ComfyNode):
+    DISPLAY = "AnimaPose Load DreamPose VAE"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadDreamPoseVAE",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Loads a DreamPose VAE (official vae_*.pth, a diffusers AutoencoderKL with the old attention "
+                         "key names that current diffusers refuses) as a native VAE. Any SD1.x VAE also works with the "
+                         "base model through ComfyUI's own VAE loader."),
+            inputs=[io.Combo.Input("vae_name", options=_files(DREAMPOSE_FOLDER),
+                                   tooltip="VAE file in models/dreampose, e.g. a subject-finetuned vae_1499.pth.")],
+            outputs=[io.Vae.Output(display_name="vae", tooltip="The VAE, for DreamPose conditioning and decoding.")],
+        )
+
+    @classmethod
+    def execute(cls, vae_name) -> io.NodeOutput:
+        from ..animapose.dreampose.checkpoint import read_vae
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(read_vae(full_path(DREAMPOSE_FOLDER, vae_name, "vae_name"), "vae_name"))
+
+
+class LoadCLIPVisionB32(io.ComfyNode):
+    DISPLAY = "AnimaPose Load CLIP Vision (ViT-B/32)"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadCLIPVisionB32",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Loads CLIP ViT-B/32 (openai/clip-vit-base-patch32), which DreamPose reads and ComfyUI's own "
+                         "CLIP vision loader does not know, through transformers, as a native CLIP_VISION. Point it at "
+                         "the model folder's weights file (config.json beside it) or a single weights file."),
+            inputs=[io.Combo.Input("clip_name", options=_clip_choices(),
+                                   tooltip="From models/clip_vision or models/dreampose, e.g. "
+                                           "clip-vit-base-patch32/model.safetensors.")],
+            outputs=[io.ClipVision.Output(display_name="clip_vision", tooltip="CLIP ViT-B/32 vision model.")],
+        )
+
+    @classmethod
+    def execute(cls, clip_name) -> io.NodeOutput:
+        import folder_paths
+
+        from ..animapose.dreampose.pipeline import load_clip_b32
+
+        with node_errors(cls.DISPLAY):
+            path = next((p for p in (folder_paths.get_full_path(f, clip_name) for f in CLIP_FOLDERS) if p), None)
+            if path is None:
+                full_path(CLIP_FOLDERS[0], clip_name, "clip_name")
+            folder = os.path.dirname(path)
+            target = folder if os.path.isfile(os.path.join(folder, "config.json")) else path
+            return io.NodeOutput(load_clip_b32(target, clip_name))
+
+
+class DreamPoseImageConditioning(io.ComfyNode):
+    DISPLAY = "AnimaPose DreamPose Image Conditioning"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "DreamPoseImageConditioning",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Turns the subject photo into DreamPose's cross-attention tokens: CLIP ViT-B/32 features (50 "
+                         "tokens) and the photo's VAE latent pooled to 4 tokens, mixed by the adapter into 50 tokens. The "
+                         "adapter is fixed to 640x512 (portrait) pictures, so the photo is letterboxed, cropped or "
+                         "stretched to that size first. Also returns the official unconditional (black picture) tokens."),
+            inputs=[
+                io.ClipVision.Input("clip_vision", tooltip="From 'AnimaPose Load CLIP Vision (ViT-B/32)'."),
+                io.Vae.Input("vae", tooltip="The DreamPose VAE (or the SD1.4 VAE for the base model)."),
+                AdapterType.Input("adapter", tooltip="From 'AnimaPose Load DreamPose'."),
+                io.Image.Input("image", tooltip="Subject photo; a batch of several photos is combined (see "
+                                                "multi_image). Any size: it is fitted into 640x512."),
+                io.Combo.Input("fit", options=FITS, default="letterbox",
+                               tooltip="How a photo of another aspect ratio becomes 640x512: letterbox (pad, keep "
+                                       "everything), crop (fill, cut the edges) or stretch."),
+                io.Combo.Input("value_range", options=VALUE_RANGES, default="clean",
+                               tooltip="clean: the [0,1] pictures and poses the checkpoints were trained on. legacy: "
+                                       "the official test.py's values (0-255 VAE input, poses in [-1,1], per-frame "
+                                       "min-max stretch of the output), for parity with its outputs. Chosen here once; "
+                                       "pose conditioning and decoding follow it."),
+                io.Combo.Input("multi_image", options=MULTI_IMAGE, default="average",
+                               tooltip="With several photos: average their tokens, or use the first only."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="The subject's image tokens."),
+                     io.Conditioning.Output(display_name="negative", tooltip="Unconditional tokens (black picture).")],
+        )
+
+    @classmethod
+    def execute(cls, clip_vision, vae, adapter, image, fit, value_range, multi_image) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import image_conditioning
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(*image_conditioning(clip_vision, vae, adapter, image, fit, value_range, multi_image))
+
+
+class LoadDensePoseUV(io.ComfyNode):
+    DISPLAY = "AnimaPose Load DensePose UV"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "LoadDensePoseUV",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Loads a DensePose UV sequence in DreamPose's layout: a folder of per-frame .npy files of "
+                         "shape (2, H, W) (U then V in [0,1], 0 on the background), e.g. frame_0_densepose.npy, ordered "
+                         "by frame number."),
+            inputs=[io.String.Input("folder", default="dreampose_poses",
+                                    tooltip="Folder with the .npy files: a path inside ComfyUI's input folder, or an "
+                                            "absolute path.")],
+            outputs=[PosesType.Output(display_name="poses", tooltip="The UV pose sequence."),
+                     io.Image.Output(display_name="preview", tooltip="The poses as pictures (U red, V green).")],
+        )
+
+    @classmethod
+    def execute(cls, folder) -> io.NodeOutput:
+        import folder_paths
+
+        from ..animapose.dreampose.pipeline import PoseSequence
+        from ..animapose.dreampose.poses import load_uv_folder
+
+        with node_errors(cls.DISPLAY):
+            path = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+            poses = PoseSequence(load_uv_folder(path, "folder"), folder)
+        return io.NodeOutput(poses, poses.preview(), ui=ui.PreviewText(
+            f"{poses.frames} frames of UV poses, {poses.source_hw[1]}x{poses.source_hw[0]}"))
+
+    @classmethod
+    def fingerprint_inputs(cls, folder):
+        # re-run when the folder's files change, not only when the path does
+        import folder_paths
+
+        path = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+        try:
+            return str(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(path)))
+        except OSError:
+            return folder
+
+
+class PosesFromImages(io.ComfyNode):
+    DISPLAY = "AnimaPose Poses From UV Images"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "PosesFromImages",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Reads a DensePose UV sequence from an IMAGE batch that carries U in the red and V in the green "
+                         "channel (blue empty). Colour-mapped DensePose part images and OpenPose/DWPose skeletons are "
+                         "refused: they hold part indices or keypoints, not the UV coordinates DreamPose needs."),
+            inputs=[io.Image.Input("images", tooltip="One picture per frame, U in red, V in green, blue 0.")],
+            outputs=[PosesType.Output(display_name="poses", tooltip="The UV pose sequence.")],
+        )
+
+    @classmethod
+    def execute(cls, images) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import PoseSequence
+        from ..animapose.dreampose.poses import uv_from_images
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(PoseSequence(uv_from_images(images, "images"), "images"))
+
+
+class PoseConditioning(io.ComfyNode):
+    DISPLAY = "AnimaPose DreamPose Pose Conditioning"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "PoseConditioning",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Gives every frame i the poses of frames i-2..i+2 (10 UV channels at latent size) as concat "
+                         "conditioning, builds the three conditionings of dual CFG (image+pose, image only, "
+                         "unconditional) and the latent: one row per pose frame, empty or started from a key frame."),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="Image tokens from 'AnimaPose DreamPose Image Conditioning'."),
+                io.Conditioning.Input("negative", tooltip="Unconditional tokens from the same node."),
+                PosesType.Input("poses", tooltip="The driving UV pose sequence; its length is the frame count."),
+                io.Int.Input("width", default=512, min=64, max=2048, step=8,
+                             tooltip="Frame width in pixels (multiple of 8; DreamPose was trained at 512x640)."),
+                io.Int.Input("height", default=640, min=64, max=2048, step=8,
+                             tooltip="Frame height in pixels (multiple of 8)."),
+                io.Combo.Input("fit", options=FITS, default="letterbox",
+                               tooltip="How poses of another aspect ratio fill the frame; decoding maps the frames back "
+                                       "to the poses' size the same way."),
+                io.Combo.Input("window", options=["clamp", "official"], default="clamp",
+                               tooltip="Poses for i-2..i+2 beyond the sequence ends: clamp to the nearest existing "
+                                       "frame, or official (test.py: use frame i's own pose)."),
+                io.Vae.Input("vae", optional=True, tooltip="Needed only with key_frame."),
+                io.Image.Input("key_frame", optional=True,
+                               tooltip="Optional: start every frame from this picture's latent (the official img2img "
+                                       "start at full strength, which keeps a little of the key frame's colours)."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive", tooltip="Image + pose."),
+                     io.Conditioning.Output(display_name="image_only", tooltip="Image + zero pose."),
+                     io.Conditioning.Output(display_name="negative", tooltip="Unconditional image + zero pose."),
+                     io.Latent.Output(display_name="latent", tooltip="One latent row per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, positive, negative, poses, width, height, fit, window, vae=None, key_frame=None) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import pose_conditioning
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(*pose_conditioning(positive, negative, poses, width, height, fit, window, vae,
+                                                    key_frame))
+
+
+class DreamPoseGuider(io.ComfyNode):
+    DISPLAY = "AnimaPose DreamPose Guider (dual CFG)"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "DreamPoseGuider",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("DreamPose's dual classifier-free guidance: eps = e(0,0) + s_I*(e(I,0) - e(0,0)) + "
+                         "s_p*(e(I,p) - e(I,0)), the three evaluations batched into one UNet call. It is ComfyUI's own "
+                         "DualCFGGuider with cfg_cond2_negative = image_cfg and cfg_conds = pose_cfg, so every sampler "
+                         "and scheduler works."),
+            inputs=[
+                io.Model.Input("model", tooltip="The DreamPose MODEL."),
+                io.Conditioning.Input("positive", tooltip="Image + pose, from 'AnimaPose DreamPose Pose Conditioning'."),
+                io.Conditioning.Input("image_only", tooltip="Image + zero pose."),
+                io.Conditioning.Input("negative", tooltip="Unconditional image + zero pose."),
+                io.Float.Input("image_cfg", default=8.0, min=0.0, max=30.0, step=0.1,
+                               tooltip="s_I: how strongly frames follow the subject photo (the paper's demo uses 8)."),
+                io.Float.Input("pose_cfg", default=3.0, min=0.0, max=30.0, step=0.1,
+                               tooltip="s_p: how strongly frames follow the pose (the paper's demo uses 3)."),
+            ],
+            outputs=[io.Guider.Output(display_name="guider", tooltip="For SamplerCustomAdvanced or 'AnimaPose "
+                                                                      "DreamPose Sampler'.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, image_only, negative, image_cfg, pose_cfg) -> io.NodeOutput:
+        from ..animapose.dreampose.guidance import dreampose_guider
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(dreampose_guider(model, positive, image_only, negative, image_cfg, pose_cfg))
+
+
+class SharedNoise(io.ComfyNode):
+    DISPLAY = "AnimaPose Shared Noise"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "SharedNoise",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("The same initial noise for every frame (the official DreamPose draws it once per video), which "
+                         "keeps independently generated frames more alike. Use RandomNoise for per-frame noise."),
+            inputs=[io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                                 tooltip="Seed of the one noise picture shared by all frames.")],
+            outputs=[io.Noise.Output(display_name="noise", tooltip="NOISE for SamplerCustomAdvanced or the DreamPose "
+                                                                    "sampler.")],
+        )
+
+    @classmethod
+    def execute(cls, noise_seed) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import SharedNoise as Shared
+
+        return io.NodeOutput(Shared(noise_seed))
+
+
+class DreamPoseSampler(io.ComfyNode):
+    DISPLAY = "AnimaPose DreamPose Sampler"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "DreamPoseSampler",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Samples a pose video frame-batch by frame-batch: the same result as SamplerCustomAdvanced on "
+                         "all frames at once (frames are independent in DreamPose), but memory stays that of one batch. "
+                         "One progress bar over all batches; Cancel stops between batches with nothing left patched."),
+            inputs=[
+                io.Noise.Input("noise", tooltip="RandomNoise (per-frame) or 'AnimaPose Shared Noise'."),
+                io.Guider.Input("guider", tooltip="From 'AnimaPose DreamPose Guider (dual CFG)'."),
+                io.Sampler.Input("sampler", tooltip="Any sampler, e.g. from KSamplerSelect."),
+                io.Sigmas.Input("sigmas", tooltip="Any schedule, e.g. from BasicScheduler."),
+                io.Latent.Input("latent", tooltip="From 'AnimaPose DreamPose Pose Conditioning'."),
+                io.Int.Input("frames_per_batch", default=4, min=1, max=256,
+                             tooltip="Frames per UNet call (each costs three evaluations for dual CFG). Larger is "
+                                     "faster until memory runs out."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The sampled frames.")],
+        )
+
+    @classmethod
+    def execute(cls, noise, guider, sampler, sigmas, latent, frames_per_batch) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import sample_frames
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(sample_frames(guider, sampler, sigmas, noise, latent, frames_per_batch))
+
+
+class DreamPoseDecode(io.ComfyNode):
+    DISPLAY = "AnimaPose DreamPose Decode"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "DreamPoseDecode",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Decodes DreamPose frames: maps them from the value range of the run (clean: the [0,1] picture "
+                         "space the checkpoints generate in; legacy: test.py's per-frame min-max stretch) and undoes the "
+                         "frame fit back to the poses' size."),
+            inputs=[io.Vae.Input("vae", tooltip="The DreamPose VAE."),
+                    io.Latent.Input("samples", tooltip="Sampled frames from the DreamPose sampler.")],
+            outputs=[io.Image.Output(display_name="images", tooltip="The video frames.")],
+        )
+
+    @classmethod
+    def execute(cls, vae, samples) -> io.NodeOutput:
+        from ..animapose.dreampose.pipeline import decode
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(decode(vae, samples))
+
+
+class SaveDreamPose(io.ComfyNode):
+    DISPLAY = "AnimaPose Save DreamPose"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "SaveDreamPose",
+            display_name=cls.DISPLAY,
+            category=DREAMPOSE_CATEGORY,
+            description=("Saves a DreamPose set (UNet, adapter and VAE, e.g. after subject finetuning) as safetensors in "
+                         "the official key layouts into models/dreampose, where the loaders list them."),
+            inputs=[io.Model.Input("model", tooltip="DreamPose MODEL (weight patches are baked in)."),
+                    AdapterType.Input("adapter", tooltip="Its adapter."),
+                    io.Vae.Input("vae", optional=True, tooltip="Optional: its VAE."),
+                    io.String.Input("filename_prefix", default="dreampose_subject",
+                                    tooltip="Files become <prefix>_unet/_adapter/_vae.safetensors.")],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, model, adapter, filename_prefix, vae=None) -> io.NodeOutput:
+        import folder_paths
+
+        from ..animapose.dreampose.checkpoint import save_dreampose_set
+
+        with node_errors(cls.DISPLAY):
+            directory = folder_paths.get_folder_paths(DREAMPOSE_FOLDER)[0]
+            paths = save_dreampose_set(model, adapter, vae, directory, os.path.basename(filename_prefix))
+        return io.NodeOutput(ui=ui.PreviewText("Saved:\n" + "\n".join(str(p) for p in paths)))
+
+
+NODES = [LoadDreamPose, LoadDreamPoseVAE, LoadCLIPVisionB32, DreamPoseImageConditioning, LoadDensePoseUV,
+         PosesFromImages, PoseConditioning, DreamPoseGuider, SharedNoise, DreamPoseSampler, DreamPoseDecode,
+         SaveDreamPose]

@@ -1,0 +1,96 @@
+"""Regenerates the drag-and-drop (UI-format) workflows from the API-format ones, with the real frontend.
+
+Each ``workflows/<name>.api.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out, given a
+Note with what the graph needs, and serialised with ``app.graph.serialize()`` to ``workflows/<name>.json``. Run it
+after changing an API workflow (``scripts/export_ui_workflows.py`` with the provisioned venv python); the browser
+tier then loads, converts and queues both files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS, INIT_SCRIPT, Frontend  # noqa: E402
+from tests.harness.models import demo_files  # noqa: E402
+from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
+from tests.harness.workflows import WORKFLOWS  # noqa: E402
+
+log = logging.getLogger("animapose.export")
+
+NOTES = {
+    "animatediff_txt2vid": (
+        "AnimaPose prompt-to-animation (AnimateDiff)\n\n"
+        "Models: any SD1.5 checkpoint in models/checkpoints; a motion module (mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, "
+        "AnimateLCM, Lightning...) in models/animatediff_models.\n"
+        "The latent batch is the frame count: 16 frames is AnimateDiff's sweet spot (at most the module's position "
+        "length, shown on the loader). beta_schedule 'autoselect' picks the schedule the module was trained with."),
+    "animatediff_long_context": (
+        "AnimaPose long animation (48 frames) with context windows\n\n"
+        "Windows of 16 frames overlapping by 4 are sampled and fused each step, so clips longer than the motion "
+        "module's positions work and memory stays that of one window."),
+    "dreampose_pose_to_video": (
+        "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
+        "Models in models/dreampose: unet_epoch_20.pth, adapter_20.pth, a VAE (vae_*.pth or any SD1.x VAE); CLIP "
+        "ViT-B/32 (openai/clip-vit-base-patch32 folder) in models/clip_vision.\n"
+        "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays in ComfyUI's input folder.\n"
+        "image_cfg (s_I) 8 and pose_cfg (s_p) 3 follow the paper's demo; frames_per_batch trades memory for speed."),
+}
+
+EXPORT = """async ([api, name, note]) => {
+  await app.loadApiJson(api, name);
+  const graph = app.graph;
+  graph.arrange?.(60);
+  // examples should reproduce: seeds stay as written instead of the frontend's default "randomize"
+  for (const n of graph.nodes ?? graph._nodes) {
+    for (const w of n.widgets ?? []) if (w.name === "control_after_generate") w.value = "fixed";
+  }
+  if (note) {
+    const n = LiteGraph.createNode("Note");
+    n.widgets[0].value = note;
+    n.size = [420, 220];
+    const nodes = graph.nodes ?? graph._nodes;
+    const minX = Math.min(...nodes.map((x) => x.pos[0]));
+    const minY = Math.min(...nodes.map((x) => x.pos[1]));
+    graph.add(n);
+    n.pos = [minX, minY - 280];
+  }
+  return JSON.parse(JSON.stringify(graph.serialize()));
+}"""
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ComfyServer(prepare_base_dir(Path(tmp), demo_files("tiny"))).start()
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                context = browser.new_context(viewport={"width": 1600, "height": 1000})
+                context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server.url) else r.abort())
+                context.add_init_script(INIT_SCRIPT)
+                fe = Frontend(context.new_page(), server.url)
+                fe.attach()
+                fe.open()
+                for api_path in sorted(WORKFLOWS.glob("*.api.json")):
+                    stem = api_path.name[: -len(".api.json")]
+                    api = json.loads(api_path.read_text())
+                    ui = fe.call(EXPORT, [api, stem, NOTES.get(stem, "")], timeout=60)
+                    out = api_path.with_name(stem + ".json")
+                    out.write_text(json.dumps(ui, indent=1) + "\n")
+                    log.info("wrote %s (%d nodes, %d links)", out, len(ui["nodes"]), len(ui["links"]))
+                browser.close()
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
