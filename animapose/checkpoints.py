@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 import zipfile
 
 import torch
@@ -48,7 +49,7 @@ def _load_safetensors(path: str, input_name: str, what: str) -> dict:
     except Exception as e:  # safetensors raises its own SafetensorError, OSError or ValueError for bad headers
         raise AnimaPoseError(
             input_name,
-            f"'{os.path.basename(path)}' could not be read as safetensors ({type(e).__name__}: {e}); "
+            f"'{os.path.basename(path)}' could not be read as safetensors ({type(e).__name__}: {_first_sentence(e)}); "
             "the file is truncated or is not a safetensors file",
             "download the file again and check its size against the release page",
         ) from e
@@ -58,16 +59,18 @@ def _load_pickle_weights_only(path: str, input_name: str, what: str) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        holds = f"Python objects ({found.group(1)})" if found else "Python objects besides tensors"
         raise AnimaPoseError(
             input_name,
-            f"'{os.path.basename(path)}' needs pickled Python code to load, which is refused for safety "
-            f"(weights_only=True: {str(e).splitlines()[0]})",
+            f"'{os.path.basename(path)}' holds {holds} that only pickled code can rebuild; loading it that way is "
+            "refused for safety (torch.load weights_only=True)",
             "use the .safetensors release of this file, or convert it to safetensors in a trusted environment",
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise AnimaPoseError(
             input_name,
-            f"'{os.path.basename(path)}' could not be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"'{os.path.basename(path)}' could not be read ({type(e).__name__}: {_first_sentence(e)}); "
             "the file is truncated or is not a PyTorch checkpoint",
             "download the file again and check its size against the release page",
         ) from e
@@ -75,6 +78,12 @@ def _load_pickle_weights_only(path: str, input_name: str, what: str) -> dict:
         raise AnimaPoseError(input_name, f"'{os.path.basename(path)}' holds a {type(obj).__name__}, not a state dict",
                              f"choose a {what}")
     return obj
+
+
+def _first_sentence(e: Exception, limit: int = 120) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    text = text.split(". ")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _unwrap(sd: dict) -> dict:

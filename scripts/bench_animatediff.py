@@ -297,7 +297,7 @@ class ModuleClock:
 
 
 def overhead_one(profile: str, args) -> dict:
-    repeats = args.repeats or (3 if profile == "full" else 5)
+    repeats = args.repeats or (4 if profile == "full" else 8)
     job = Job(profile, args.frames, args.size, args.steps)
     log.info("overhead [%s]: loading (%s)%s", profile, job.describe(),
              "; the full SD1.5 fixture takes ~30 s to build the first time" if profile == "full" else "")
@@ -331,11 +331,14 @@ def overhead_one(profile: str, args) -> dict:
     paired = bc.paired_ratios(times["animated"]["wall"], times["plain"]["wall"])
     overhead = a["median"] / p["median"] - 1
     modules_s = statistics.median(inside)
+    # Achieved rates: the plain UNet's, and the motion modules' own (their extra FLOPs over their own time).
+    rate = {"unet": flops["plain"] * job.steps / p["median"] / 1e9,
+            "motion_modules": (flops["animated"] - flops["plain"]) * job.steps / modules_s / 1e9}
     return {"job": asdict(job), "repeats": repeats, "times": times, "plain": p, "animated": a,
             "overhead": overhead, "overhead_paired": {k: (v - 1 if k in ("median", "min", "max") else v)
                                                       for k, v in paired.items() if k != "values"},
             "flops": flops, "gflop_per_frame": per_frame, "flop_share": share,
-            "motion_modules_s": modules_s, "motion_modules_s_values": inside,
+            "motion_modules_s": modules_s, "motion_modules_s_values": inside, "gflops_per_s": rate,
             "cpu": {"plain": bc.stats(times["plain"]["cpu"]), "animated": bc.stats(times["animated"]["cpu"])}}
 
 
@@ -355,6 +358,7 @@ def section_overhead(args) -> tuple[dict, str]:
             f"+{100 * share:.1f}%", f"{o / share:.2f}",
             f"{r['motion_modules_s']:.2f} s (+{100 * r['motion_modules_s'] / p['median']:.0f}%)",
             f"{r['gflop_per_frame']['plain']:.1f} / {r['gflop_per_frame']['animated']:.1f}",
+            f"{r['gflops_per_s']['unet']:.0f} / {r['gflops_per_s']['motion_modules']:.0f}",
             f"{(a['median'] - p['median'] - r['motion_modules_s']):+.2f} s",
         ])
     job = Job(frames=args.frames, size=args.size, steps=args.steps)
@@ -362,13 +366,15 @@ def section_overhead(args) -> tuple[dict, str]:
         f"Motion-module overhead vs the same ComfyUI sampling without it ({job.describe()}, euler/normal, "
         "v2 motion module)",
         ["fixture", "plain", "with motion module", "overhead", "FLOP share", "overhead / share",
-         "inside motion modules", "GFLOP/frame plain / with", "rest of the overhead"], rows,
+         "inside motion modules", "GFLOP/frame plain / with", "GFLOP/s UNet / modules", "rest of the overhead"],
+        rows,
         ["Times: the sampling call, median [min-max] of N interleaved runs after a warm-up; 'paired': median and "
          "range of the per-pair ratios (runs timed back to back).",
          "FLOP share: extra FLOPs of one UNet call with the motion modules, torch FlopCounterMode (the ideal "
          "overhead if the modules ran as efficiently as the UNet); overhead / share = 1.00 is that ideal.",
-         "Inside motion modules: wall time within the modules' forward (hooks), per sampling run; rest = the "
-         "overhead not spent inside them.",
+         "Inside motion modules: wall time within the modules' forward (hooks), median per sampling run; rest = "
+         "the overhead not spent inside them. GFLOP/s: plain UNet FLOPs over plain time, and the modules' FLOPs "
+         "over their own time.",
          "Targets: close to the FLOP share; at full SD1.5 shapes at most +40% (the best-known ComfyUI pack "
          "measured +68% on this kind of machine, for the whole graph including CLIP and VAE decode)."])
     return results, text
@@ -412,7 +418,7 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="append", choices=["small", "full"],
                     help="fixtures for the overhead section (repeatable; default: small and full, quick: small)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 run, no warm-up, small only")
-    ap.add_argument("--repeats", type=int, help="timed runs per variant (default 5; 3 at full shapes; quick 1)")
+    ap.add_argument("--repeats", type=int, help="timed runs per variant (default 8; 4 at full shapes; quick 1)")
     ap.add_argument("--warmup", type=int, help="untimed rounds before timing in the overhead section (default 1)")
     ap.add_argument("--steps", type=int, help="sampling steps (default 4)")
     ap.add_argument("--frames", type=int, default=16)
@@ -455,7 +461,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         section_args = argparse.Namespace(**vars(args))
         if name == "diffusers":
-            section_args.repeats = args.repeats or 5
+            section_args.repeats = args.repeats or 8
         result, text = fn(section_args)
         record["sections"][name] = result
         record["section_wall_s"][name] = time.perf_counter() - t0

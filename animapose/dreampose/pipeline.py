@@ -20,18 +20,17 @@ import logging
 import math
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 import comfy.model_management
 import comfy.model_patcher
 import comfy.utils
+import torch
+import torch.nn.functional as F
 
 from ..errors import AnimaPoseError
 from .adapter import SD_LATENT_SCALE, EmbeddingAdapter, vae_encode_input
 from .clip_image import encode_images
 from .guidance import build_conds
-from .poses import check_counts, pose_windows
+from .poses import pose_windows
 
 log = logging.getLogger(__name__)
 

@@ -96,17 +96,17 @@ class Slot:
     module: str  # dotted path inside MotionModelSet
 
 
-def plan_slots(unet, info: MotionModelInfo, input_name: str = "motion_model") -> list[Slot]:
-    """Where each module of ``info`` goes in a ComfyUI ``UNetModel``; raises when the two do not fit."""
+def plan_slots(unet, info: MotionModelInfo, unet_kind: str | None = None, input_name: str = "motion_model") -> list[Slot]:
+    """Where each module of ``info`` goes in a ComfyUI ``UNetModel``; raises when the two do not fit.
+    ``unet_kind`` is the checkpoint family ComfyUI detected ("SD1.5", "SDXL", ...), for the error messages."""
     levels = len(unet.channel_mult)
     widths = [unet.model_channels * m for m in unet.channel_mult]
     res_blocks = list(unet.num_res_blocks)
     mm_levels = len(info.down_channels)
-    unet_kind = _unet_kind(levels, widths)
+    if info.base in ("SD1.5", "SDXL") and unet_kind and info.base != unet_kind:
+        raise AnimaPoseError(input_name, f"{info.base} motion module ({info.family}) on an {unet_kind} model",
+                             f"load an {unet_kind} motion module, or switch the checkpoint to {info.base}")
     if mm_levels != levels:
-        if info.base in ("SD1.5", "SDXL") and unet_kind in ("SD1.5", "SDXL"):
-            raise AnimaPoseError(input_name, f"{info.base} motion module ({info.family}) on an {unet_kind} model",
-                                 f"load an {unet_kind} motion module, or switch the checkpoint to {info.base}")
         raise AnimaPoseError(input_name, f"the motion module has {mm_levels} levels but the model's UNet has {levels}",
                              "use a motion module made for this kind of checkpoint")
     if list(info.down_channels) != widths or list(info.up_channels) != widths[::-1]:
@@ -139,12 +139,16 @@ def plan_slots(unet, info: MotionModelInfo, input_name: str = "motion_model") ->
     return slots
 
 
-def _unet_kind(levels: int, widths: list[int]) -> str:
-    if widths == [320, 640, 1280, 1280]:
-        return "SD1.5"
-    if widths == [320, 640, 1280]:
+def unet_kind(model) -> str | None:
+    """The checkpoint family of a MODEL, from the model config ComfyUI detected."""
+    name = type(model.model.model_config).__name__
+    if name.startswith("SDXL"):
         return "SDXL"
-    return {4: "SD1.5", 3: "SDXL"}.get(levels, f"{levels}-level")
+    if name.startswith("SD15"):
+        return "SD1.5"
+    if name.startswith(("SD20", "SD21")):
+        return "SD2.x"
+    return None
 
 
 def _insert_position(seq) -> int:
@@ -254,7 +258,7 @@ def apply_motion_model(model, motion: MotionModel, motion_scale: float = 1.0, be
     if unet is None or not hasattr(unet, "input_blocks"):
         raise AnimaPoseError("model", f"{type(model.model).__name__} is not a UNet model",
                              "connect an SD1.5 or SDXL checkpoint's MODEL")
-    slots = plan_slots(unet, info)
+    slots = plan_slots(unet, info, unet_kind(model))
     scope = info.norm_scope if norm_scope == NORM_AUTO else DIFFUSERS_SCOPE
     schedule = schedules.resolve(beta_schedule, info.beta_schedule)
 

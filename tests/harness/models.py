@@ -17,8 +17,14 @@ SUBJECT_IMAGE = "dreampose_subject.png"
 
 def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
-    from ..fixtures.dreampose import (dreampose_adapter_file, dreampose_unet_file, dreampose_vae_file,
-                                      subject_image_file, tiny_clip_b32_folder, uv_sequence_folder)
+    from ..fixtures.dreampose import (
+        dreampose_adapter_file,
+        dreampose_unet_file,
+        dreampose_vae_file,
+        subject_image_file,
+        tiny_clip_b32_folder,
+        uv_sequence_folder,
+    )
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
 
