@@ -211,3 +211,38 @@ def test_bfloat16_model(tiny_motion):
     # the motion modules compute in whatever the UNet computes in (bf16, or fp32 where ComfyUI casts manually)
     compute = m.model.manual_cast_dtype or torch.bfloat16
     assert torch.isfinite(out).all() and seen and all(d == compute for d in seen)
+
+
+def test_context_windows_long_clip_with_controlnet(tiny, animated):
+    """Frames beyond the positions run in windows; each window's ControlNet sees that window's hint frames."""
+    from animapose.motion.context import FrameWindowHandler, set_context_windows
+
+    _, _, _, pos, neg = tiny
+    windowed = set_context_windows(animated, 4, 2, "standard_static", 1, False, "pyramid")
+    handler = windowed.model_options["context_handler"]
+    assert isinstance(handler, FrameWindowHandler)
+    cpos, cneg = _controlnet_conds(pos, neg, 10, 1.0)
+    out = run(windowed, cpos, cneg, frames=10, steps=2)
+    assert out.shape == (10, 4, 8, 8) and torch.isfinite(out).all()
+
+    # the window's copy of the ControlNet holds exactly the window's frames; the original keeps all of them
+    import comfy.context_windows as cw
+
+    control = cpos[0][1]["control"]
+    window = cw.IndexListContextWindow([4, 5, 6, 7])
+    cond = [{"control": control, "model_conds": {}}]
+    resized = handler.get_resized_cond(cond, torch.zeros(10, 4, 8, 8), window)
+    assert torch.equal(resized[0]["control"].cond_hint_original, control.cond_hint_original[4:8])
+    assert control.cond_hint_original.shape[0] == 10
+
+
+def test_windows_longer_than_positions_are_refused(tiny, animated):
+    from animapose.errors import AnimaPoseError
+    from animapose.motion.context import set_context_windows
+
+    _, _, _, pos, neg = tiny
+    too_long = set_context_windows(animated, 40, 4, "standard_static", 1, False, "pyramid")
+    with pytest.raises(AnimaPoseError, match="only 32 positions"):
+        run(too_long, pos, neg, frames=48, steps=1)
+    with pytest.raises(AnimaPoseError, match="context_overlap"):
+        set_context_windows(animated, 8, 8, "standard_static", 1, False, "pyramid")
