@@ -2,8 +2,8 @@
 
 Each ``workflows/<name>.api.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out, given a
 Note with what the graph needs, and serialised with ``app.graph.serialize()`` to ``workflows/<name>.json``. Run it
-after changing an API workflow (``scripts/export_ui_workflows.py`` with the provisioned venv python); the browser
-tier then loads, converts and queues both files.
+after changing an API workflow (``scripts/export_ui_workflows.py [NAME ...]`` with the provisioned venv python; names
+limit it to those workflows); the browser tier then loads, converts and queues both files.
 """
 
 from __future__ import annotations
@@ -40,6 +40,17 @@ NOTES = {
         "ViT-B/32 (openai/clip-vit-base-patch32 folder) in models/clip_vision.\n"
         "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays in ComfyUI's input folder.\n"
         "image_cfg (s_I) 8 and pose_cfg (s_p) 3 follow the paper's demo; frames_per_batch trades memory for speed."),
+    "dreampose_finetune_then_animate": (
+        "AnimaPose DreamPose: finetune on your subject, then animate\n\n"
+        "1. Finetune UNet + Adapter (paper: 500 steps, lr 1e-5), then the VAE decoder (1500 steps, lr 5e-5), on the "
+        "subject photo(s) and their DensePose UV maps. Both train copies; set steps to 0 to skip a stage.\n"
+        "2. Save DreamPose writes <prefix>_unet/_adapter/_vae.safetensors to models/dreampose (load them later with the "
+        "DreamPose loaders instead of finetuning again).\n"
+        "3. The finetuned model, adapter and VAE drive the pose-to-video graph at once.\n"
+        "Several photos: batch them into one IMAGE (e.g. Batch Images) and give a pose folder with one "
+        "frame_N_densepose.npy per photo, in the same order.\n"
+        "Memory: the UNet stage holds fp32 weights, gradients and AdamW state of the 860 M-parameter UNet, about "
+        "14 GB (computed) plus activations, which gradient checkpointing and bf16 keep small."),
 }
 
 EXPORT = """async ([api, name, note]) => {
@@ -79,8 +90,11 @@ def main() -> int:
                 fe = Frontend(context.new_page(), server.url)
                 fe.attach()
                 fe.open()
+                only = set(sys.argv[1:])  # workflow names to export; all when none are given
                 for api_path in sorted(WORKFLOWS.glob("*.api.json")):
                     stem = api_path.name[: -len(".api.json")]
+                    if only and stem not in only:
+                        continue
                     api = json.loads(api_path.read_text())
                     ui = fe.call(EXPORT, [api, stem, NOTES.get(stem, "")], timeout=60)
                     out = api_path.with_name(stem + ".json")

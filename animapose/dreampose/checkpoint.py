@@ -231,12 +231,17 @@ def _vae_ldm_to_diffusers(ldm: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def _unet_diffusers_state_dict(model) -> dict[str, torch.Tensor]:
     import comfy.model_management
-    import comfy.utils
 
     # Bake any weight patches (LoRA, finetune deltas) into the saved weights.
     comfy.model_management.load_models_gpu([model], force_patch_weights=True)
-    ldm = model.model.diffusion_model.state_dict()
-    to_ldm = comfy.utils.unet_to_diffusers(model.model.model_config.unet_config)
+    return unet_diffusers_keys(model.model.diffusion_model.state_dict(), model.model.model_config.unet_config)
+
+
+def unet_diffusers_keys(ldm: dict[str, torch.Tensor], unet_config: dict) -> dict[str, torch.Tensor]:
+    """ComfyUI (LDM) UNet weights under the diffusers names of DreamPose's unet_epoch_N.pth."""
+    import comfy.utils
+
+    to_ldm = comfy.utils.unet_to_diffusers(unet_config)
     from_ldm = {v: k for k, v in to_ldm.items()}
     missing = sorted(k for k in ldm if k not in from_ldm)
     if missing:

@@ -148,13 +148,7 @@ def image_conditioning(clip_vision, vae, adapter: EmbeddingAdapter, images: torc
                        value_range: str = "clean", multi_image: str = "average") -> tuple[list, list]:
     """(positive, negative) CONDITIONING of the subject photo(s): adapter(CLIP tokens, pooled VAE latent) and the
     tokens of the official unconditional (all-black) picture."""
-    if not isinstance(clip_vision, B32ClipVision):
-        raise AnimaPoseError(
-            "clip_vision", "DreamPose was trained on CLIP ViT-B/32 features (50 tokens of width 768); this CLIP vision "
-            "model is another one", "load openai/clip-vit-base-patch32 with 'AnimaPose Load CLIP Vision (ViT-B/32)'")
-    if not isinstance(adapter, EmbeddingAdapter):
-        raise AnimaPoseError("adapter", "this is not a DreamPose adapter", "connect the adapter output of "
-                             "'AnimaPose Load DreamPose'")
+    check_reference_models(clip_vision, adapter)
     fitted = fit_images(images, OFFICIAL_HW, fit)
     tokens = _adapter_tokens(clip_vision, vae, adapter, fitted, value_range)
     tokens = tokens.mean(0, keepdim=True) if multi_image == "average" else tokens[:1]
@@ -166,9 +160,26 @@ def image_conditioning(clip_vision, vae, adapter: EmbeddingAdapter, images: torc
     return [[tokens, {META: meta}]], [[uncond, {META: dict(meta)}]]
 
 
-def _adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Tensor:
+def reference_features(clip_vision, vae, pictures: torch.Tensor, value_range: str = "clean"):
+    """(CLIP tokens (B, 50, 768), scaled VAE latent (B, 4, 80, 64)) of 640x512 pictures: the adapter's two inputs.
+    Subject finetuning computes them once with this same function and trains the adapter on top."""
     clip_tokens = clip_vision.tokens(pictures)
     latent = vae.encode(vae_encode_input(pictures, value_range)).float() * SD_LATENT_SCALE
+    return clip_tokens, latent
+
+
+def check_reference_models(clip_vision, adapter) -> None:
+    if not isinstance(clip_vision, B32ClipVision):
+        raise AnimaPoseError(
+            "clip_vision", "DreamPose was trained on CLIP ViT-B/32 features (50 tokens of width 768); this CLIP vision "
+            "model is another one", "load openai/clip-vit-base-patch32 with 'AnimaPose Load CLIP Vision (ViT-B/32)'")
+    if not isinstance(adapter, EmbeddingAdapter):
+        raise AnimaPoseError("adapter", "this is not a DreamPose adapter", "connect the adapter output of "
+                             "'AnimaPose Load DreamPose'")
+
+
+def _adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Tensor:
+    clip_tokens, latent = reference_features(clip_vision, vae, pictures, value_range)
     with torch.no_grad():
         adapter = adapter.to(device=latent.device, dtype=torch.float32)
         return adapter(clip_tokens.to(latent.device), latent).to(comfy.model_management.intermediate_device())

@@ -71,6 +71,11 @@ def load_uv_folder(folder: str, input_name: str = "pose_folder") -> torch.Tensor
     return torch.from_numpy(np.stack(frames)).float()
 
 
+def read_uv_file(path: str, input_name: str = "poses") -> torch.Tensor:
+    """One ``frame_N_densepose.npy``: (2, H, W) float32 UV, with the same checks as ``load_uv_folder``."""
+    return torch.from_numpy(_check_uv_array(_load_npy(path, input_name), os.path.basename(path), input_name))
+
+
 def _load_npy(path: str, input_name: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)

@@ -309,7 +309,11 @@ class Frontend:
     def load(self, data: dict, name: str, timeout: float = 60) -> str:
         """Puts a workflow file onto the canvas with the frontend's own loader; returns its format."""
         if is_api_format(data):
-            self.call("([api, name]) => app.loadApiJson(api, name)", [data, name], timeout=timeout)
+            # loadApiJson (unlike loadGraphData) keeps the previous graph's node outputs, keyed by node id, and hands
+            # them to the new nodes with the same ids (e.g. an animation preview widget from another workflow's
+            # SaveAnimatedWEBP "9"); app.clean() is the reset loadGraphData does first.
+            self.call("([api, name]) => { app.clean(); return app.loadApiJson(api, name); }", [data, name],
+                      timeout=timeout)
             fmt = "api"
         elif is_ui_format(data):
             self.call("([wf, name]) => app.loadGraphData(wf, true, true, name)", [data, name], timeout=timeout)

@@ -133,11 +133,11 @@ def test_pickled_code_is_refused(tmp_path):
     from animapose.dreampose.adapter import EmbeddingAdapter
 
     sd = {**EmbeddingAdapter().state_dict(), "args": argparse.Namespace(lr=5e-6)}
-    with pytest.raises(AnimaPoseError, match="pickled Python code"):
+    with pytest.raises(AnimaPoseError, match="only pickled code can rebuild"):
         checkpoint.read_adapter(_save(tmp_path, sd, "adapter_args.pth"))
     path = tmp_path / "whole_module.pth"
     torch.save(EmbeddingAdapter(), str(path))  # torch.save(model) instead of its state_dict
-    with pytest.raises(AnimaPoseError, match="pickled Python code"):
+    with pytest.raises(AnimaPoseError, match="only pickled code can rebuild"):
         checkpoint.read_unet_state_dict(str(path))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
 POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
+SUBJECT_POSES = "dreampose_subject_poses"
 
 
 def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
@@ -42,5 +43,7 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
             ("vae_1499.pth", dreampose_vae_file()),
         ],
         "models/clip_vision": [("clip-vit-base-patch32", tiny_clip_b32_folder())],
-        "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file())],
+        "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file()),
+                  # the subject photo's own UV map, for finetuning (the photo is 576x720, the same shape)
+                  (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7))],
     }

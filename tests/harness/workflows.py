@@ -24,6 +24,8 @@ CPU_SETTINGS = {
     "KSamplerAdvanced": {"steps": 3},
     "BasicScheduler": {"steps": 3},
     "AnimaPose_PoseConditioning": {"width": 64, "height": 80},
+    "AnimaPose_DreamPoseFinetuneUNet": {"steps": 2, "width": 64, "height": 80},
+    "AnimaPose_DreamPoseFinetuneVAE": {"steps": 2, "width": 64, "height": 80},
 }
 SEED_INPUTS = ("seed", "noise_seed")
 

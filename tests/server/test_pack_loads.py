@@ -19,6 +19,8 @@ EXPECTED_NODES = {
     "AnimaPose_DreamPoseSampler",
     "AnimaPose_DreamPoseDecode",
     "AnimaPose_SaveDreamPose",
+    "AnimaPose_DreamPoseFinetuneUNet",
+    "AnimaPose_DreamPoseFinetuneVAE",
 }
 
 
