@@ -6,15 +6,23 @@ Sections (all by default; ``--section`` picks some):
   fixture and the v2 motion module, fp32), frames, steps, CFG and sampler: Euler on both sides, ComfyUI's ``normal``
   schedule against diffusers' ``EulerDiscreteScheduler(timestep_spacing="linspace")`` with the original AnimateDiff
   betas (diffusers "linear" = ComfyUI "sqrt_linear", which the pack autoselects for v2). Both give the sigmas of
-  timesteps 999, 666, 333, 0 for 4 steps; the script checks that both sides compute the same latents. The
+  timesteps 999, 666, 333, 0 for 4 steps (for step counts where 999 / (steps - 1) is not whole, they interpolate
+  the table differently, in log-sigma and in sigma: a small numeric difference, not one of cost); the script
+  checks that both sides compute the same latents. The
   denoising loops are timed in one process, interleaved; peak memory is measured in one fresh process per side.
 - ``overhead``: the same ComfyUI sampling with and without the motion module, per fixture (``--profile``: small, and
   full SD1.5 shapes with the real-width v2 module), beside the motion modules' FLOP share and their own time.
 - ``memory``: peak RSS against frame count (16/48/96) with the pack's context windows (16 frames, overlap 4), and
   without windows up to the motion module's 32 positions for contrast; one fresh process per point.
 
-The lead tunes the motion module with ``--section overhead --profile small``; ``--quick`` is a smoke run.
-Weights are random (fixtures), so only timings and memory mean anything, not the pictures.
+The lead tunes the motion module with ``--section overhead --profile small`` (about 1.5 min); ``--quick`` is a smoke
+run (about 1.5 min; its JSON goes to artifacts/bench_animatediff_quick.json). The whole run takes about 9 minutes on
+a quiet 2-core machine. Weights are random (fixtures), so only timings and memory mean anything, not the pictures.
+
+Timing on a shared machine: each timed run records how much CPU other processes used meanwhile; runs that
+overlapped with them are repeated within a waiting budget, and the tables say how many. When another torch job
+holds a core, two torch threads per process slow down erratically (up to 10x); ``--threads 1`` then gives steady
+ratios (all comparisons use the same thread count, shown in the header).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ MOTION_FIXTURE = {"small": ("small", "fp32"), "full": ("real", "fp16")}
 CONTEXT = dict(context_length=16, context_overlap=4, context_schedule="standard_uniform", context_stride=1,
                closed_loop=False, fuse_method="pyramid")  # the Context Windows node's defaults
 SCRIPT = Path(__file__).resolve()
+THREADS: int | None = None  # --threads, handed on to the memory workers
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,7 @@ def diffusers_runner(pipe, job: Job):
 def worker(job: Job) -> dict:
     """Loads everything, then measures peak RSS over sampling runs relative to the RSS with the weights loaded.
 
-    The first run in a fresh process also pages in torch's kernels and sets up thread pools (about 100 MiB of RSS
+    The first run in a fresh process also pages in torch's kernels and sets up thread pools (20-60 MiB more RSS
     that is not the run's working memory), so the reported peak is that of a second run; the first is kept too.
     """
     import comfy.model_management
@@ -189,9 +198,9 @@ def worker(job: Job) -> dict:
     load_s = time.perf_counter() - t0
     load_peak = bc.hwm_mib()
     with bc.PeakRSS() as first:
-        first_s, _, _ = bc.timed(run)
+        first_s, _, _, _ = bc.timed(run)
     with bc.PeakRSS() as peak:
-        wall, cpu, _ = bc.timed(run)
+        wall, cpu, _, _ = bc.timed(run)
     return {"job": asdict(job), "load_s": load_s, "run_wall_s": wall, "run_cpu_s": cpu, "first_run_s": first_s,
             **peak.record(), "first_run": first.record(),
             "process_peak_mib": round(max(load_peak, first.peak, peak.peak), 1)}
@@ -199,7 +208,7 @@ def worker(job: Job) -> dict:
 
 def measure_memory(job: Job) -> dict:
     log.info("memory: fresh process for %s", job)
-    res = bc.run_worker(SCRIPT, asdict(job))
+    res = bc.run_worker(SCRIPT, asdict(job), threads=THREADS)
     log.info("memory: %s -> peak %.0f MiB above %.0f MiB loaded (%.1f s run)", job.side, res["delta_mib"],
              res["baseline_mib"], res["run_wall_s"])
     return res
@@ -208,20 +217,25 @@ def measure_memory(job: Job) -> dict:
 # -- section 1: against diffusers -----------------------------------------------------------------------------------
 
 def section_diffusers(args) -> tuple[dict, str]:
-
     job = Job("small", args.frames, args.size, args.steps, norm="diffusers")
     log.info("vs diffusers: building both sides (%s)", job.describe())
     model = load_comfy_model("small")
-    anim, _ = animate(model, "small", "diffusers")
+    anim, motion = animate(model, "small", "diffusers")
     pipe = diffusers_pipeline(model, "small")
     runs = {"comfy": comfy_runner(anim, job), "diffusers": diffusers_runner(pipe, job)}
+    clocks = {"comfy": ModuleClock(motion.patcher.model), "diffusers": ModuleClock(pipe.unet, "AnimateDiffTransformer3D")}
 
     # Same algorithm check (also the warm-up): the two final latents must agree.
     a, b = runs["comfy"](), runs["diffusers"]()
     agreement = ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
     log.info("vs diffusers: final latents differ by %.1e (max abs diff / max abs)", agreement)
-    times = bc.interleaved(runs, args.repeats, warmup=0, label="vs diffusers")
-    del runs, pipe, anim, model
+    quiet = quiet_from(args)
+    times = bc.interleaved({k: clocks[k].clocked(run) for k, run in runs.items()}, args.repeats, warmup=0,
+                           label="vs diffusers", quiet=quiet)
+    for clock in clocks.values():
+        clock.remove()
+    inside = {k: bc.stats(times[k].pop("value")) for k in runs}
+    del runs, pipe, anim, model, motion, clocks
     bc.trim_heap()
     mem = {side: measure_memory(replace(job, side=side)) for side in ("comfy", "diffusers")}
 
@@ -232,9 +246,15 @@ def section_diffusers(args) -> tuple[dict, str]:
     mc, md = mem["comfy"], mem["diffusers"]
     rows = [
         [f"denoising loop, wall (median [min-max] of {c['n']})", bc.fmt_time(c), bc.fmt_time(d),
-         f"{ratio:.2f} (paired {paired['median']:.2f} [{paired['min']:.2f}-{paired['max']:.2f}])"],
+         f"{ratio:.2f} (paired {paired['median']:.2f} [{paired['min']:.2f}-{paired['max']:.2f}]; "
+         f"minima {c['min'] / d['min']:.2f})"],
         ["denoising loop, process CPU time (median)", f"{cc['median']:.2f} s", f"{dc['median']:.2f} s",
          f"{cc['median'] / dc['median']:.2f}"],
+        ["  of the wall time: inside motion modules (median)", f"{inside['comfy']['median']:.2f} s",
+         f"{inside['diffusers']['median']:.2f} s", f"{inside['comfy']['median'] / inside['diffusers']['median']:.2f}"],
+        ["  of the wall time: everything else (medians' difference)", f"{c['median'] - inside['comfy']['median']:.2f} s",
+         f"{d['median'] - inside['diffusers']['median']:.2f} s",
+         f"{(c['median'] - inside['comfy']['median']) / (d['median'] - inside['diffusers']['median']):.2f}"],
         ["peak RSS above loaded weights (2nd run)", f"{mc['delta_mib']:.0f} MiB", f"{md['delta_mib']:.0f} MiB",
          f"{mc['delta_mib'] / md['delta_mib']:.2f}" if md["delta_mib"] > 0 else "-"],
         ["  the same, 1st run in the process", f"{mc['first_run']['delta_mib']:.0f} MiB",
@@ -252,14 +272,30 @@ def section_diffusers(args) -> tuple[dict, str]:
          "with the pack's sqrt_linear betas = diffusers EulerDiscreteScheduler(beta_schedule='linear', "
          "0.00085-0.012, timestep_spacing='linspace'); GroupNorm scope 'diffusers' on the pack's side.",
          f"Same computation: the final latents of the two sides differ by {agreement:.1e} (max abs diff / max abs).",
-         "Timed: the sampling call only (prompt embeddings given, no VAE), both in one process, interleaved; "
+         "Timed: the sampling call only (prompt embeddings given, no VAE), both in one process, interleaved "
+         "(paired: median and range of back-to-back ratios; minima: fastest run over fastest run); "
          "ComfyUI's CPU attention is its default sub-quadratic one, diffusers' is torch SDPA.",
-         f"Memory: each side alone in a fresh process (ComfyUI imported on both, the diffusers side builds its "
-         f"weights from the same file); peak via {mc['method']}. The 1st run also pages in torch's kernels."])
+         interference_note(times, quiet),
+         f"Memory: each side alone in a fresh process (ComfyUI imported on both); peak via {mc['method']}. The 1st "
+         "run also pages in torch's kernels. The diffusers side's process peak includes the ComfyUI copy of the "
+         "weights its own are built from (freed before the baseline)."])
     result = {"job": asdict(job), "latents_rel_diff": agreement, "times": times,
-              "wall": {"comfy": c, "diffusers": d}, "cpu": {"comfy": cc, "diffusers": dc},
-              "time_ratio": ratio, "time_ratio_paired": paired, "memory": mem, "target_met": ratio <= 0.8}
+              "wall": {"comfy": c, "diffusers": d}, "cpu": {"comfy": cc, "diffusers": dc}, "motion_modules_s": inside,
+              "time_ratio": ratio, "time_ratio_paired": paired, "memory": mem, "target_met": ratio <= 0.8,
+              "interference": quiet.summary()}
     return result, text
+
+
+def quiet_from(args) -> bc.Quiet:
+    return bc.Quiet(args.quiet_threshold, args.quiet_budget, enabled=args.quiet_budget > 0)
+
+
+def interference_note(times: dict, quiet: bc.Quiet) -> str:
+    foreign = [f for t in times.values() for f in t["foreign"]]
+    q = quiet.summary()
+    return (f"Other processes during the timed runs: median {statistics.median(foreign):.2f} cores, max "
+            f"{max(foreign):.2f}; {q['runs_repeated']} runs repeated for it, {q['disturbed_runs_kept']} disturbed runs "
+            f"kept (over {q['threshold_cores']:g} cores), {q['waited_or_repeated_s']:.0f} s spent waiting or repeating.")
 
 
 def _diffusers_version() -> str:
@@ -271,19 +307,20 @@ def _diffusers_version() -> str:
 # -- section 2: overhead against plain ComfyUI ----------------------------------------------------------------------
 
 class ModuleClock:
-    """Time spent inside the motion modules, through forward hooks on the modules of the MotionModelSet (the same
-    module objects the pack injects into the UNet). CPU execution is synchronous, so wall time is exact."""
+    """Wall time spent inside the motion modules, through forward hooks (an official torch API) on the modules
+    whose class is named ``class_name``: the pack's ``MotionModule`` (the very objects it injects into the UNet) or
+    diffusers' ``AnimateDiffTransformer3D``. CPU execution is synchronous, so the times are exact."""
 
-    def __init__(self, motion_set):
-        from animapose.motion.module import MotionModule
-
+    def __init__(self, root, class_name: str = "MotionModule"):
         self.total = 0.0
         self._t = 0.0
         self.handles = []
-        for m in motion_set.modules():
-            if isinstance(m, MotionModule):
+        for m in root.modules():
+            if type(m).__name__ == class_name:
                 self.handles.append(m.register_forward_pre_hook(self._pre))
                 self.handles.append(m.register_forward_hook(self._post))
+        if not self.handles:
+            raise RuntimeError(f"no {class_name} modules found to time")
 
     def _pre(self, module, args):
         self._t = time.perf_counter()
@@ -291,13 +328,23 @@ class ModuleClock:
     def _post(self, module, args, out):
         self.total += time.perf_counter() - self._t
 
+    def clocked(self, run):
+        """``run`` returning the seconds spent inside the modules during it (recorded beside its time)."""
+
+        def wrapped() -> float:
+            self.total = 0.0
+            run()
+            return self.total
+
+        return wrapped
+
     def remove(self):
         for h in self.handles:
             h.remove()
 
 
 def overhead_one(profile: str, args) -> dict:
-    repeats = args.repeats or (4 if profile == "full" else 8)
+    repeats = args.repeats or (6 if profile == "full" else 8)
     job = Job(profile, args.frames, args.size, args.steps)
     log.info("overhead [%s]: loading (%s)%s", profile, job.describe(),
              "; the full SD1.5 fixture takes ~30 s to build the first time" if profile == "full" else "")
@@ -313,20 +360,15 @@ def overhead_one(profile: str, args) -> dict:
              per_frame["plain"], per_frame["animated"], 100 * share)
 
     clock = ModuleClock(motion.patcher.model)
-    inside = []
+    animated_clocked = clock.clocked(runs["animated"])
 
-    def animated_clocked(run=runs["animated"]):
-        clock.total = 0.0
-        out = run()
-        inside.append(clock.total)
-        return out
-
+    quiet = quiet_from(args)
     try:
         times = bc.interleaved({"plain": runs["plain"], "animated": animated_clocked}, repeats,
-                               warmup=args.warmup, label=f"overhead [{profile}]")
+                               warmup=args.warmup, label=f"overhead [{profile}]", quiet=quiet)
     finally:
         clock.remove()
-    inside = inside[args.warmup:]
+    inside = times["animated"].pop("value")
     p, a = bc.stats(times["plain"]["wall"]), bc.stats(times["animated"]["wall"])
     paired = bc.paired_ratios(times["animated"]["wall"], times["plain"]["wall"])
     overhead = a["median"] / p["median"] - 1
@@ -337,7 +379,8 @@ def overhead_one(profile: str, args) -> dict:
     return {"job": asdict(job), "repeats": repeats, "times": times, "plain": p, "animated": a,
             "overhead": overhead, "overhead_paired": {k: (v - 1 if k in ("median", "min", "max") else v)
                                                       for k, v in paired.items() if k != "values"},
-            "flops": flops, "gflop_per_frame": per_frame, "flop_share": share,
+            "flops": flops, "gflop_per_frame": per_frame, "flop_share": share, "interference": quiet.summary(),
+            "interference_note": interference_note(times, quiet),
             "motion_modules_s": modules_s, "motion_modules_s_values": inside, "gflops_per_s": rate,
             "cpu": {"plain": bc.stats(times["plain"]["cpu"]), "animated": bc.stats(times["animated"]["cpu"])}}
 
@@ -354,7 +397,8 @@ def section_overhead(args) -> tuple[dict, str]:
         rows.append([
             "small (320 ch everywhere)" if profile == "small" else "full SD1.5 shapes",
             bc.fmt_time(p), bc.fmt_time(a),
-            f"+{100 * o:.0f}% (paired +{100 * op['median']:.0f}% [{100 * op['min']:+.0f}..{100 * op['max']:+.0f}])",
+            f"{100 * o:+.0f}% (paired {100 * op['median']:+.0f}% [{100 * op['min']:+.0f}..{100 * op['max']:+.0f}]; "
+            f"minima {100 * (a['min'] / p['min'] - 1):+.0f}%)",
             f"+{100 * share:.1f}%", f"{o / share:.2f}",
             f"{r['motion_modules_s']:.2f} s (+{100 * r['motion_modules_s'] / p['median']:.0f}%)",
             f"{r['gflop_per_frame']['plain']:.1f} / {r['gflop_per_frame']['animated']:.1f}",
@@ -369,14 +413,18 @@ def section_overhead(args) -> tuple[dict, str]:
          "inside motion modules", "GFLOP/frame plain / with", "GFLOP/s UNet / modules", "rest of the overhead"],
         rows,
         ["Times: the sampling call, median [min-max] of N interleaved runs after a warm-up; 'paired': median and "
-         "range of the per-pair ratios (runs timed back to back).",
+         "range of the per-pair ratios (runs timed back to back); 'minima': from the fastest run of each, the least "
+         "disturbed by other jobs.",
          "FLOP share: extra FLOPs of one UNet call with the motion modules, torch FlopCounterMode (the ideal "
          "overhead if the modules ran as efficiently as the UNet); overhead / share = 1.00 is that ideal.",
          "Inside motion modules: wall time within the modules' forward (hooks), median per sampling run; rest = "
          "the overhead not spent inside them. GFLOP/s: plain UNet FLOPs over plain time, and the modules' FLOPs "
          "over their own time.",
          "Targets: close to the FLOP share; at full SD1.5 shapes at most +40% (the best-known ComfyUI pack "
-         "measured +68% on this kind of machine, for the whole graph including CLIP and VAE decode)."])
+         "measured +68% on this kind of machine, for the whole graph including CLIP and VAE decode)."]
+        + ([f"Full SD1.5 shapes: {100 * results['full']['overhead']:+.0f}% against the target of at most +40%: "
+            f"{'met' if results['full']['overhead'] <= 0.40 else 'NOT met'}."] if "full" in results else [])
+        + [f"{p}: {r['interference_note']}" for p, r in results.items()])
     return results, text
 
 
@@ -396,7 +444,7 @@ def section_memory(args) -> tuple[dict, str]:
                      f"{r['baseline_mib']:.0f} MiB", f"{r['process_peak_mib']:.0f} MiB", f"{r['run_wall_s']:.1f} s",
                      f"{r['run_wall_s'] / j['frames']:.2f} s"])
     windowed = [r["delta_mib"] for r in results if r["job"]["windows"]]
-    flat = (f"with windows the peak above weights goes {windowed[0]:.0f} -> {windowed[-1]:.0f} MiB from "
+    flat = (f"With windows the peak above weights goes {windowed[0]:.0f} -> {windowed[-1]:.0f} MiB from "
             f"{args.mem_frames[0]} to {args.mem_frames[-1]} frames") if len(windowed) > 1 else ""
     text = bc.table(
         f"Peak memory vs frames (small fixture, v2 motion module, {base.size}x{base.size} px, {base.steps} euler "
@@ -418,7 +466,7 @@ def parse_args(argv=None):
     ap.add_argument("--profile", action="append", choices=["small", "full"],
                     help="fixtures for the overhead section (repeatable; default: small and full, quick: small)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 steps, 1 run, no warm-up, small only")
-    ap.add_argument("--repeats", type=int, help="timed runs per variant (default 8; 4 at full shapes; quick 1)")
+    ap.add_argument("--repeats", type=int, help="timed runs per variant (default 8; 6 at full shapes; quick 1)")
     ap.add_argument("--warmup", type=int, help="untimed rounds before timing in the overhead section (default 1)")
     ap.add_argument("--steps", type=int, help="sampling steps (default 4)")
     ap.add_argument("--frames", type=int, default=16)
@@ -427,7 +475,16 @@ def parse_args(argv=None):
     ap.add_argument("--mem-frames-plain", type=int, nargs="*", help="frame counts without windows (16 32)")
     ap.add_argument("--mem-size", type=int, help="pixels per side in the memory section (default --size)")
     ap.add_argument("--mem-steps", type=int, help="steps in the memory section (default 2: the peak is per UNet call)")
-    ap.add_argument("--json", type=Path, default=bc.REPO / "artifacts" / "bench_animatediff.json")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
+    ap.add_argument("--quiet-threshold", type=float,
+                    help="others' average CPU use (cores) above which a timed run counts as disturbed (default: the "
+                         "cores our torch threads leave free + 0.25)")
+    ap.add_argument("--quiet-budget", type=float,
+                    help="seconds per section to spend waiting for a quiet machine and repeating disturbed runs "
+                         "(default 600, quick 60; 0 turns waiting off)")
+    ap.add_argument("--json", type=Path, help="where to write the results (default artifacts/bench_animatediff.json; "
+                                              "quick: artifacts/bench_animatediff_quick.json, so a smoke run never "
+                                              "overwrites real results)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -441,6 +498,8 @@ def parse_args(argv=None):
     args.mem_frames_plain = args.mem_frames_plain if args.mem_frames_plain is not None else ([16] if q else [16, 32])
     args.mem_size = args.mem_size or args.size
     args.mem_steps = args.mem_steps or (1 if q else 2)
+    args.json = args.json or bc.REPO / "artifacts" / f"bench_animatediff{'_quick' if q else ''}.json"
+    args.quiet_budget = args.quiet_budget if args.quiet_budget is not None else (60 if q else 600)
     return args
 
 
@@ -448,10 +507,25 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     bc.setup_logging()
     bc.bootstrap_comfy()
+    import torch
+
+    if args.threads:
+        global THREADS
+        THREADS = args.threads
+        torch.set_num_threads(args.threads)
     if args.worker:
         bc.write_worker_result(args.worker_out, worker(Job(**json.loads(args.worker))))
         return 0
     machine = bc.machine_info()
+    if args.quiet_threshold is None:
+        args.quiet_threshold = max(0.0, machine["cores_usable"] - torch.get_num_threads()) + 0.25
+    busy = bc.others_busy()
+    machine["others_busy_at_start_cores"] = busy
+    if busy > args.quiet_threshold:
+        log.warning("other processes are using %.1f cores; timed runs that overlap with them are repeated within "
+                    "a budget of %.0f s per section%s", busy, args.quiet_budget,
+                    "; with more torch threads than free cores a disturbed run can take 10x longer (OpenMP threads "
+                    "wait for descheduled siblings): --threads 1 stays steady" if torch.get_num_threads() > 1 else "")
     t_start = time.perf_counter()
     record = {"machine": machine, "quick": args.quick, "sections": {}, "section_wall_s": {}}
     texts = []

@@ -100,30 +100,107 @@ def header_lines(info: dict) -> list[str]:
 
 
 # -- timing ------------------------------------------------------------------------------------------------------
+#
+# On a shared 2-core machine another torch process does not just take its share: both processes' OpenMP threads
+# spin at barriers waiting for a descheduled sibling, and a 3 s run was seen taking 35 s (with 35 s of CPU time,
+# so CPU time is no refuge either). So every timed run also measures how much CPU other processes used meanwhile
+# (/proc/stat minus our own CPU time); before a run the machine is given a moment to go quiet, and a run that
+# overlapped with other work is repeated, within a per-section budget of waiting.
 
-def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
-    """(wall s, process CPU s, result). CPU time is kept because it moves less than wall time when other jobs take
-    cores (OpenMP spin-waiting still inflates it somewhat)."""
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return time.perf_counter() - w, time.process_time() - c, out
+
+def _machine_busy_s() -> float:
+    """CPU seconds used on all cores since boot (user+nice+system+irq+softirq+steal)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def interleaved(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, label: str = "") -> dict:
+class Interference:
+    """Others' CPU use (in cores, averaged) over a block: all cores' busy time minus this process's CPU time."""
+
+    def __enter__(self):
+        self._b, self._c, self._w = _machine_busy_s(), time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self._w
+        self.cpu = time.process_time() - self._c
+        self.foreign = max(0.0, (_machine_busy_s() - self._b) - self.cpu) / max(self.wall, 1e-3)
+        return False
+
+
+def others_busy(window: float = 2.0) -> float:
+    """Other processes' CPU use right now, in cores."""
+    with Interference() as i:
+        time.sleep(window)
+    return i.foreign
+
+
+class Quiet:
+    """Waits for other processes to go (nearly) idle, and decides whether a run must be repeated.
+
+    ``threshold``: others' average CPU use, in cores, above which a run counts as disturbed; ``budget``: seconds of
+    waiting (and repeated runs) allowed in all, after which runs are taken as they come; ``retries`` per run.
+    """
+
+    def __init__(self, threshold: float = 0.25, budget: float = 600, retries: int = 2, enabled: bool = True):
+        self.threshold, self.budget, self.retries, self.enabled = threshold, budget, retries, enabled
+        self.spent = 0.0
+        self.disturbed_kept = 0
+        self.repeated = 0
+
+    def wait(self, window: float = 1.0, patience: float = 60.0) -> None:
+        t0 = time.perf_counter()
+        while self.enabled and self.spent < self.budget:
+            with Interference() as i:
+                time.sleep(window)
+            if i.foreign <= self.threshold or time.perf_counter() - t0 > patience:
+                return
+            self.spent += i.wall  # only the waiting that the machine's load caused counts against the budget
+
+    def summary(self) -> dict:
+        return {"threshold_cores": self.threshold, "waited_or_repeated_s": round(self.spent, 1),
+                "runs_repeated": self.repeated, "disturbed_runs_kept": self.disturbed_kept, "enabled": self.enabled}
+
+
+def timed(fn: Callable[[], object], quiet: Quiet | None = None) -> tuple[float, float, float, object]:
+    """(wall s, process CPU s, others' average CPU use in cores, result); with ``quiet``, waits for a quiet machine
+    first and repeats a disturbed run while its budget lasts."""
+    for attempt in range((quiet.retries if quiet and quiet.enabled else 0) + 1):
+        if quiet:
+            quiet.wait()
+        with Interference() as i:
+            out = fn()
+        if quiet is None or i.foreign <= quiet.threshold:
+            break
+        if attempt == quiet.retries or not quiet.enabled or quiet.spent >= quiet.budget:
+            quiet.disturbed_kept += 1
+            break
+        quiet.repeated += 1
+        quiet.spent += i.wall
+        log.info("  others used %.2f cores during that run (%.2f s); repeating it", i.foreign, i.wall)
+    return i.wall, i.cpu, i.foreign, out
+
+
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, label: str = "",
+                quiet: Quiet | None = None) -> dict:
     """Times each callable ``repeats`` times, interleaved in an ABBA pattern so that slow drifts in the machine's
-    load hit every variant alike; ``warmup`` untimed rounds first. Returns {name: {"wall": [...], "cpu": [...]}}."""
+    load hit every variant alike; ``warmup`` untimed rounds first. A callable may return a number to record
+    beside its time (under "value"). Returns {name: {"wall": [...], "cpu": [...], "foreign": [...]}}."""
     names = list(runs)
-    for i in range(warmup):
+    for _ in range(warmup):
         for name in names:
-            w, _, _ = timed(runs[name])
+            w, _, _, _ = timed(runs[name])
             log.info("%s warm-up %s: %.2f s", label, name, w)
-    out = {name: {"wall": [], "cpu": []} for name in names}
+    out = {name: {"wall": [], "cpu": [], "foreign": []} for name in names}
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
-            w, c, _ = timed(runs[name])
-            out[name]["wall"].append(w)
-            out[name]["cpu"].append(c)
-            log.info("%s run %d/%d %s: %.2f s wall, %.2f s CPU", label, r + 1, repeats, name, w, c)
+            w, c, f, res = timed(runs[name], quiet)
+            for key, v in (("wall", w), ("cpu", c), ("foreign", f)):
+                out[name][key].append(v)
+            if isinstance(res, (int, float)):
+                out[name].setdefault("value", []).append(res)
+            log.info("%s run %d/%d %s: %.2f s wall, %.2f s CPU, others %.2f cores", label, r + 1, repeats, name, w,
+                     c, f)
     return out
 
 
@@ -211,11 +288,13 @@ class PeakRSS:
                 "delta_mib": round(self.delta, 1), "method": self.method}
 
 
-def run_worker(script: Path, spec: dict, timeout: float = 3600) -> dict:
+def run_worker(script: Path, spec: dict, threads: int | None = None, timeout: float = 3600) -> dict:
     """Runs ``script --worker SPEC --worker-out FILE`` in a fresh interpreter and returns the JSON it wrote."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, str(script), "--worker", json.dumps(spec), "--worker-out", str(out)]
+        if threads:
+            cmd += ["--threads", str(threads)]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"worker {spec} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
