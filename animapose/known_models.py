@@ -27,9 +27,10 @@ def entries(kind: str) -> tuple[dict, ...]:
     return tuple(data["files"])
 
 
-def label_file(kind: str, path: str, name: str) -> str | None:
+def label_file(kind: str, path: str, name: str, catalogue: tuple[dict, ...] | None = None) -> str | None:
+    """A label for a known release (None for other files), with a warning line when the file is not intact."""
     base = os.path.basename(name)
-    known = [e for e in entries(kind) if e["file_name"] == base]
+    known = [e for e in (entries(kind) if catalogue is None else catalogue) if e["file_name"] == base]
     if not known:
         return None
     e = known[0]

@@ -17,9 +17,12 @@ scheduler of ``SamplerCustomAdvanced`` works with it.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import AnimaPoseError
+from .poses import check_counts
 
 POSE_CHANNELS = 10
 
@@ -69,16 +72,38 @@ def build_conds(image_tokens, uncond_tokens, pose_windows: torch.Tensor) -> tupl
     return out[0], out[1], out[2]
 
 
+def check_pose_frames(guider, frames: int) -> None:
+    """The latent must have one row per pose window (a guider without pose windows is not checked)."""
+    for cond in guider.original_conds.get("positive", []):
+        windows = cond.get("noise_concat")
+        if isinstance(windows, torch.Tensor):
+            check_counts(windows.shape[0], frames, "latent")
+            return
+
+
+@functools.cache
+def _guider_class():
+    # Imported here: the module also brings in ComfyUI's node API, which runtime modules do not load at import time.
+    from comfy_extras.nodes_custom_sampler import Guider_DualCFG
+
+    class DreamPoseGuider(Guider_DualCFG):
+        """``Guider_DualCFG`` that refuses a latent whose frame count differs from the pose windows': ComfyUI would
+        silently repeat or trim the windows to the batch, drawing frames with the wrong poses."""
+
+        def sample(self, noise, latent_image, *args, **kwargs):
+            check_pose_frames(self, latent_image.shape[0])
+            return super().sample(noise, latent_image, *args, **kwargs)
+
+    return DreamPoseGuider
+
+
 def dreampose_guider(model, positive: list, middle: list, negative: list, image_cfg: float, pose_cfg: float):
     """ComfyUI's ``Guider_DualCFG`` (regular style) set up as DreamPose's guidance: s_I = image_cfg, s_p = pose_cfg.
 
     At image_cfg = 1 ComfyUI skips the negative slot and at image_cfg = pose_cfg = 1 the middle one too (the formula
-    does not need them), so those settings cost fewer UNet evaluations.
+    does not need them), so those settings cost fewer UNet evaluations. The only addition is a frame-count check.
     """
-    # Imported here: the module also brings in ComfyUI's node API, which runtime modules do not load at import time.
-    from comfy_extras.nodes_custom_sampler import Guider_DualCFG
-
-    guider = Guider_DualCFG(model)
+    guider = _guider_class()(model)
     guider.set_conds(positive, middle, negative)
     guider.set_cfg(pose_cfg, image_cfg, nested=False)
     return guider

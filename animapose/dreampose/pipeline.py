@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..errors import AnimaPoseError
 from .adapter import SD_LATENT_SCALE, EmbeddingAdapter, vae_encode_input
 from .clip_image import encode_images
-from .guidance import build_conds
+from .guidance import build_conds, check_pose_frames
 from .poses import pose_windows
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,7 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
 
     samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     frames = samples.shape[0]
+    check_pose_frames(guider, frames)
     # The whole clip's noise is drawn once, exactly as SamplerCustomAdvanced would, then sliced per batch.
     full_noise = noise.generate_noise({**latent, "samples": samples})
     frames_per_batch = max(1, min(frames_per_batch, frames))

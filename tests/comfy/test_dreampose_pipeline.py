@@ -167,3 +167,20 @@ def test_fit_round_trip(fit):
         assert back.shape == picture.shape
         if fit == "letterbox":  # the padding is gone: what comes back is the picture, softened by two resizes
             assert (back - picture).abs().mean() < 0.02
+
+
+def test_frame_count_mismatch_is_an_error(parts):
+    """A latent whose frame count differs from the poses would silently reuse or drop poses: refused, also when
+    the guider is used with ComfyUI's own SamplerCustomAdvanced."""
+    from comfy_extras.nodes_custom_sampler import Noise_RandomNoise, SamplerCustomAdvanced
+
+    model, *_, positive, negative, poses = parts
+    conds = pose_conditioning(positive, negative, poses, 64, 80)
+    guider = _guider(model, conds)
+    sampler = comfy.samplers.sampler_object("euler")
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 1)
+    wrong = {"samples": torch.zeros(FRAMES + 2, 4, 10, 8)}
+    with pytest.raises(AnimaPoseError, match=f"{FRAMES} pose frames for {FRAMES + 2} latent frames"):
+        sample_frames(guider, sampler, sigmas, SharedNoise(0), wrong, 2)
+    with pytest.raises(AnimaPoseError, match="input 'latent'"):
+        SamplerCustomAdvanced.execute(Noise_RandomNoise(0), guider, sampler, sigmas, wrong)

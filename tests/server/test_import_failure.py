@@ -1,0 +1,20 @@
+"""The server tier's guard works: a pack that fails to import (which ComfyUI only logs) is detected."""
+
+from __future__ import annotations
+
+from tests.harness.env import PACK_DIR_NAME
+from tests.harness.server import ComfyServer, prepare_base_dir
+
+
+def test_broken_pack_is_detected(tmp_path):
+    base = prepare_base_dir(tmp_path / "base")
+    link = base / "custom_nodes" / PACK_DIR_NAME
+    link.unlink()
+    link.mkdir()
+    (link / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    server = ComfyServer(base).start()
+    try:
+        assert server.pack_import_error() is not None
+        assert not any("animapose" in d.get("python_module", "") for d in server.object_info().values())
+    finally:
+        server.stop()
