@@ -28,6 +28,7 @@ for a in "$@"; do
 done
 
 log() { echo "[provision] $*" >&2; }
+pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 mkdir -p "$AP_HOME/stamps" "$AP_HOME/downloads"
 stamp_ok() { [ -f "$AP_HOME/stamps/$1" ] && [ "$(cat "$AP_HOME/stamps/$1")" = "$2" ]; }
 stamp_set() { echo "$2" > "$AP_HOME/stamps/$1"; }
@@ -63,7 +64,8 @@ fi
 req_key="$(cat "$COMFY/requirements.txt" "$REPO/requirements.txt" "$REPO/scripts/requirements-dev.txt" | sha256sum | cut -c1-16)-$TORCH_VERSION"
 if ! stamp_ok venv "$req_key" || [ ! -x "$VENV/bin/python" ]; then
   [ -x "$VENV/bin/python" ] || { log "creating venv"; $PY -m venv "$VENV"; }
-  P="$VENV/bin/python -m pip"
+  # This machine's pip config lists index folders that may be absent; pip warns about each one on every call.
+  P="pip_quiet $VENV/bin/python -m pip"
   echo "torch==$TORCH_VERSION" > "$AP_HOME/constraints.txt"
   # pip (not uv) so the machine's local CPU torch wheel is found; every later call is constrained so nothing
   # swaps it for a CUDA build.
