@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -160,10 +159,12 @@ def diffusers_runner(pipe, job: Job):
     import torch
 
     cond, uncond = prompt_embeddings()
-    # ComfyUI's noise for the same seed, as diffusers' (batch, channels, frames, h, w); both sides scale it by
-    # sqrt(1 + sigma_max^2) when denoising from pure noise.
+    # ComfyUI's noise for the same seed, as diffusers' (batch, channels, frames, h, w). ComfyUI starts full
+    # denoising from noise * sqrt(1 + sigma_max^2) (the original's unit-variance x_T under DDIM); diffusers' Euler
+    # with "linspace" spacing multiplies by sigma_max alone, so the latents passed in carry the remaining factor.
     noise = comfy.sample.prepare_noise(torch.zeros(job.frames, 4, job.size // 8, job.size // 8), 0)
-    latents = noise.permute(1, 0, 2, 3).unsqueeze(0)
+    sigma_max = float(pipe.scheduler.sigmas.max())
+    latents = noise.permute(1, 0, 2, 3).unsqueeze(0) * ((sigma_max**2 + 1) ** 0.5 / sigma_max)
 
     def run(steps: int | None = None):
         out = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_frames=job.frames, height=job.size,
@@ -516,40 +517,16 @@ def main(argv=None) -> int:
     if args.worker:
         bc.write_worker_result(args.worker_out, worker(Job(**json.loads(args.worker))))
         return 0
-    machine = bc.machine_info()
-    if args.quiet_threshold is None:
-        args.quiet_threshold = max(0.0, machine["cores_usable"] - torch.get_num_threads()) + 0.25
-    busy = bc.others_busy()
-    machine["others_busy_at_start_cores"] = busy
-    if busy > args.quiet_threshold:
-        log.warning("other processes are using %.1f cores; timed runs that overlap with them are repeated within "
-                    "a budget of %.0f s per section%s", busy, args.quiet_budget,
-                    "; with more torch threads than free cores a disturbed run can take 10x longer (OpenMP threads "
-                    "wait for descheduled siblings): --threads 1 stays steady" if torch.get_num_threads() > 1 else "")
-    t_start = time.perf_counter()
-    record = {"machine": machine, "quick": args.quick, "sections": {}, "section_wall_s": {}}
-    texts = []
+    record = bc.start_record(bc.machine_info(), args)
+    texts: list[str] = []
     for name, fn in (("diffusers", section_diffusers), ("overhead", section_overhead), ("memory", section_memory)):
         if name not in args.sections:
             continue
-        t0 = time.perf_counter()
         section_args = argparse.Namespace(**vars(args))
         if name == "diffusers":
             section_args.repeats = args.repeats or 8
-        result, text = fn(section_args)
-        record["sections"][name] = result
-        record["section_wall_s"][name] = time.perf_counter() - t0
-        texts.append(text)
-        log.info("section %s done in %.0f s", name, record["section_wall_s"][name])
-    record["wall_s"] = time.perf_counter() - t_start
-    machine["loadavg_end"] = list(os.getloadavg())
-    bc.write_json(args.json, record)
-    timing = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["section_wall_s"].items())
-    print("\n".join(bc.header_lines(machine)))
-    print(f"Load average at the end {', '.join(f'{x:.2f}' for x in machine['loadavg_end'])}; "
-          f"whole script {record['wall_s'] / 60:.1f} min ({timing})" + ("; QUICK smoke run" if args.quick else ""))
-    for text in texts:
-        print("\n" + text)
+        bc.run_section(record, texts, name, lambda fn=fn, section_args=section_args: fn(section_args))
+    bc.finish(record, texts, args.json)
     return 0
 
 

@@ -1,8 +1,8 @@
-"""Shared pieces of the benchmark scripts (``bench_animatediff.py``, and DreamPose's to come).
+"""Shared pieces of the benchmark scripts (``bench_animatediff.py``, ``bench_dreampose.py``).
 
 - the machine header a README quotes beside the numbers;
 - interleaved A/B timing with medians and spread, since other jobs may share the machine;
-- peak-RSS measurement in a fresh subprocess per point, relative to the RSS once the weights are loaded;
+- peak-RSS (and CUDA) memory in a fresh subprocess per point, relative to the memory once the weights are loaded;
 - FLOP counting with torch's ``FlopCounterMode``;
 - plain-text tables and the JSON record.
 """
@@ -41,10 +41,25 @@ def setup_logging() -> None:
     log.propagate = False
 
 
-def bootstrap_comfy() -> None:
-    from tests.harness import comfy_env
+def bootstrap_comfy(cpu: bool = True) -> None:
+    """ComfyUI importable in-process. ``cpu=False`` leaves the device to ComfyUI (CUDA when there is one): the
+    test harness always forces ``--cpu``, so the same path setup is done here without that flag."""
+    if cpu:
+        from tests.harness import comfy_env
 
-    comfy_env.bootstrap()
+        comfy_env.bootstrap()
+    else:
+        from tests.harness.env import COMFYUI, comfyui_available
+
+        if not comfyui_available():
+            raise RuntimeError(f"ComfyUI not found at {COMFYUI}; run scripts/provision.sh first")
+        for p in (str(COMFYUI), str(REPO)):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        import comfy.options
+
+        comfy.options.enable_args_parsing(False)  # our own argv is not ComfyUI's
+        import comfy.model_management  # noqa: F401
     logging.getLogger().setLevel(logging.WARNING)  # bootstrap sets INFO for tests; too chatty for timing loops
 
 
@@ -288,6 +303,33 @@ class PeakRSS:
                 "delta_mib": round(self.delta, 1), "method": self.method}
 
 
+class PeakCuda:
+    """Peak CUDA memory allocated by torch over a block, relative to what was allocated at its start (weights)."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def __enter__(self):
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.baseline = torch.cuda.memory_allocated(self.device) / 2**20
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
+        self.delta = self.peak - self.baseline
+        return False
+
+    def record(self) -> dict:
+        return {"baseline_mib": round(self.baseline, 1), "peak_mib": round(self.peak, 1),
+                "delta_mib": round(self.delta, 1), "method": "torch.cuda.max_memory_allocated"}
+
+
 def run_worker(script: Path, spec: dict, threads: int | None = None, timeout: float = 3600) -> dict:
     """Runs ``script --worker SPEC --worker-out FILE`` in a fresh interpreter and returns the JSON it wrote."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,3 +390,47 @@ def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str))
     log.info("results written to %s", path)
+
+
+# -- the scripts' main loop ------------------------------------------------------------------------------------------
+
+def start_record(machine: dict, args) -> dict:
+    """Sets the default quiet threshold (the cores our torch threads leave free, plus a margin), warns when the
+    machine is busy, and returns the record the sections fill."""
+    import torch
+
+    if args.quiet_threshold is None:
+        args.quiet_threshold = max(0.0, machine["cores_usable"] - torch.get_num_threads()) + 0.25
+    machine["others_busy_at_start_cores"] = busy = others_busy()
+    if busy > args.quiet_threshold:
+        log.warning("other processes are using %.1f cores; timed runs that overlap with them are repeated within "
+                    "a budget of %.0f s per section%s", busy, args.quiet_budget,
+                    "; with more torch threads than free cores a disturbed run can take 10x longer (OpenMP threads "
+                    "wait for descheduled siblings): --threads 1 stays steady" if torch.get_num_threads() > 1 else "")
+    return {"machine": machine, "quick": args.quick, "sections": {}, "section_wall_s": {},
+            "_t0": time.perf_counter()}
+
+
+def run_section(record: dict, texts: list[str], name: str, fn: Callable[[], tuple[dict, str]]) -> None:
+    t0 = time.perf_counter()
+    result, text = fn()
+    record["sections"][name] = result
+    record["section_wall_s"][name] = time.perf_counter() - t0
+    texts.append(text)
+    log.info("section %s done in %.0f s", name, record["section_wall_s"][name])
+
+
+def finish(record: dict, texts: list[str], path: Path, extra_lines: tuple[str, ...] = ()) -> None:
+    """Writes the JSON record and prints the machine header and every section's table."""
+    machine = record["machine"]
+    record["wall_s"] = time.perf_counter() - record.pop("_t0")
+    machine["loadavg_end"] = list(os.getloadavg())
+    write_json(path, record)
+    timing = ", ".join(f"{k} {v / 60:.1f} min" for k, v in record["section_wall_s"].items())
+    print("\n".join(header_lines(machine)))
+    for line in extra_lines:
+        print(line)
+    print(f"Load average at the end {', '.join(f'{x:.2f}' for x in machine['loadavg_end'])}; "
+          f"whole script {record['wall_s'] / 60:.1f} min ({timing})" + ("; QUICK smoke run" if record["quick"] else ""))
+    for text in texts:
+        print("\n" + text)
