@@ -1,6 +1,6 @@
 """AnimaPose: AnimateDiff motion modules and DreamPose pose-to-video as native ComfyUI nodes.
 
-ComfyUI uses ``comfy_entrypoint`` only when ``NODE_CLASS_MAPPINGS`` is absent, so this module exports just
+ComfyUI uses ``comfy_entrypoint`` only when the legacy V1 node mapping is absent, so this module exports just
 the V3 entrypoint and the web folder. Everything is imported lazily so that the runtime package can be
 imported (and unit-tested) without ComfyUI.
 """

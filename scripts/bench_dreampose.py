@@ -193,9 +193,9 @@ def with_sdpa(model):
     import comfy.ldm.modules.attention as attention
 
     sdpa = attention.get_attention_function("pytorch")
-    clone = model.clone()
-    options = clone.model_options["transformer_options"] = dict(clone.model_options.get("transformer_options", {}))
-    options["optimized_attention_override"] = lambda _selected, *args, **kwargs: sdpa(*args, **kwargs)
+    clone = model.clone()  # deep-copies model_options
+    clone.model_options["transformer_options"]["optimized_attention_override"] = \
+        lambda _selected, *args, **kwargs: sdpa(*args, **kwargs)
     return clone
 
 

@@ -339,12 +339,16 @@ def _photos_chw(images: torch.Tensor, settings: StageSettings) -> torch.Tensor:
     return fit_images(images, (settings.height, settings.width), settings.fit).movedim(-1, 1).contiguous()
 
 
-def _stage_loop(name: str, steps: int, step_fn, progress: ProgressFn | None) -> list[float]:
+def _stage_loop(name: str, steps: int, stage, updater: Updater, progress: ProgressFn | None) -> list[float]:
+    """``steps`` updates of ``stage.loss`` (drawing its randomness from ``stage.generator``), interruptible."""
     losses = []
     log.info("DreamPose subject finetune (%s): %d steps", name, steps)
     for step in range(steps):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        loss = step_fn()
+        loss_t = stage.loss(stage.generator)
+        updater.backward(loss_t)
+        updater.step()
+        loss = float(loss_t.detach())
         losses.append(loss)
         if progress is not None:
             progress(step + 1, steps, loss)
@@ -425,14 +429,7 @@ def finetune_unet(model, adapter, clip_vision, vae, images: torch.Tensor, poses:
         try:
             updater = Updater([*stage.unet.parameters(), *stage.adapter.parameters()], settings.learning_rate,
                               stage.precision, clip_params=list(stage.unet.parameters()))
-
-            def step() -> float:
-                loss = stage.loss(stage.generator)
-                updater.backward(loss)
-                updater.step()
-                return float(loss.detach())
-
-            losses = _stage_loop("UNet + adapter", settings.steps, step, progress)
+            losses = _stage_loop("UNet + adapter", settings.steps, stage, updater, progress)
             out_model = model_with_weights(model, stage.unet.state_dict())
             out_adapter = stage.adapter.requires_grad_(False).eval().to("cpu")
         finally:
@@ -522,14 +519,7 @@ def finetune_vae_decoder(vae, images: torch.Tensor, settings: StageSettings, pro
         try:
             params = list(stage.autoencoder.decoder.parameters())
             updater = Updater(params, settings.learning_rate, stage.precision, clip_params=params)
-
-            def step() -> float:
-                loss = stage.loss(stage.generator)
-                updater.backward(loss)
-                updater.step()
-                return float(loss.detach())
-
-            losses = _stage_loop("VAE decoder", settings.steps, step, progress)
+            losses = _stage_loop("VAE decoder", settings.steps, stage, updater, progress)
             uncheckpoint(stage.autoencoder)
             out = _vae_with(vae, stage.autoencoder.requires_grad_(False))
         finally:
