@@ -1,6 +1,6 @@
 """Regenerates the drag-and-drop (UI-format) workflows from the API-format ones, with the real frontend.
 
-Each ``workflows/<name>.api.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out, given a
+Each ``workflows/api/<name>.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out, given a
 Note with what the graph needs, and serialised with ``app.graph.serialize()`` to ``workflows/<name>.json``. Run it
 after changing an API workflow (``scripts/export_ui_workflows.py [NAME ...]`` with the provisioned venv python; names
 limit it to those workflows); the browser tier then loads, converts and queues both files.
@@ -91,13 +91,13 @@ def main() -> int:
                 fe.attach()
                 fe.open()
                 only = set(sys.argv[1:])  # workflow names to export; all when none are given
-                for api_path in sorted(WORKFLOWS.glob("*.api.json")):
-                    stem = api_path.name[: -len(".api.json")]
+                for api_path in sorted((WORKFLOWS / "api").glob("*.json")):
+                    stem = api_path.stem
                     if only and stem not in only:
                         continue
                     api = json.loads(api_path.read_text())
                     ui = fe.call(EXPORT, [api, stem, NOTES.get(stem, "")], timeout=60)
-                    out = api_path.with_name(stem + ".json")
+                    out = WORKFLOWS / (stem + ".json")
                     out.write_text(json.dumps(ui, indent=1) + "\n")
                     log.info("wrote %s (%d nodes, %d links)", out, len(ui["nodes"]), len(ui["links"]))
                 browser.close()

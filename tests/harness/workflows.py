@@ -16,6 +16,9 @@ from pathlib import Path
 from .env import REPO
 
 WORKFLOWS = REPO / "workflows"
+# The Templates dialog lists the top level of workflows/, so only UI-format graphs live there; the API-format
+# copies (what the demo job and the server tier queue) live in this subfolder under the same names.
+API_WORKFLOWS = WORKFLOWS / "api"
 
 # node class -> {input: value} applied when the input is present
 CPU_SETTINGS = {
@@ -35,10 +38,15 @@ def is_api_format(data: dict) -> bool:
 
 
 def shipped(api_only: bool = False) -> list[Path]:
-    files = sorted(WORKFLOWS.rglob("*.json"))
+    """The shipped API-format workflows (``api_only``), or every shipped workflow file, UI and API."""
     if api_only:
-        files = [f for f in files if is_api_format(json.loads(f.read_text()))]
-    return files
+        return sorted(API_WORKFLOWS.glob("*.json"))
+    return sorted(WORKFLOWS.glob("*.json")) + sorted(API_WORKFLOWS.glob("*.json"))
+
+
+def api_workflow(name: str) -> dict:
+    """The API-format prompt of a shipped workflow, by name (``animatediff_txt2vid``)."""
+    return json.loads((API_WORKFLOWS / f"{name}.json").read_text())
 
 
 def shrink_api_prompt(prompt: dict, seed: int | None = None) -> dict:

@@ -13,9 +13,9 @@ import torch
 
 from tests.fixtures.motion import motion_module_file
 from tests.harness.server import ExecutionFailed
-from tests.harness.workflows import WORKFLOWS, shrink_api_prompt
+from tests.harness.workflows import api_workflow, shrink_api_prompt
 
-TXT2VID = json.loads((WORKFLOWS / "animatediff_txt2vid.api.json").read_text())
+TXT2VID = api_workflow("animatediff_txt2vid")
 LOADER, APPLY, LATENT = "2", "3", "6"
 
 
