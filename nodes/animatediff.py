@@ -9,7 +9,15 @@ from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import NORM_CHOICES, schedules
-from .common import MOTION_CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, PREFIX, full_path, node_errors
+from .common import (
+    MOTION_CATEGORY,
+    MOTION_LORA_FOLDER,
+    MOTION_MODELS_FOLDER,
+    PREFIX,
+    PackNode,
+    full_path,
+    node_errors,
+)
 
 MotionModelType = io.Custom("ANIMAPOSE_MOTION_MODEL")
 
@@ -20,7 +28,7 @@ def _files(folder: str) -> list[str]:
     return folder_paths.get_filename_list(folder)
 
 
-class LoadMotionModel(io.ComfyNode):
+class LoadMotionModel(PackNode):
     DISPLAY = "AnimaPose Load Motion Model"
 
     @classmethod
@@ -70,7 +78,7 @@ def _adapter_config(path: str) -> dict | None:
     return None
 
 
-class LoadMotionLoRA(io.ComfyNode):
+class LoadMotionLoRA(PackNode):
     DISPLAY = "AnimaPose Load Motion LoRA"
 
     @classmethod
@@ -101,7 +109,7 @@ class LoadMotionLoRA(io.ComfyNode):
             return io.NodeOutput(add_motion_lora(motion_model, path, lora_name, strength))
 
 
-class ApplyMotionModel(io.ComfyNode):
+class ApplyMotionModel(PackNode):
     DISPLAY = "AnimaPose Apply Motion Model"
 
     @classmethod
@@ -142,7 +150,7 @@ class ApplyMotionModel(io.ComfyNode):
         return io.NodeOutput(applied.model, ui=ui.PreviewText(applied.summary))
 
 
-class ContextWindows(io.ComfyNode):
+class ContextWindows(PackNode):
     DISPLAY = "AnimaPose Context Windows"
 
     @classmethod

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
 import os
+
+from comfy_api.latest import io
 
 from ..animapose.errors import AnimaPoseError
 
@@ -45,3 +49,71 @@ def full_path(folder: str, name: str, input_name: str) -> str:
         raise AnimaPoseError(input_name, f"'{name}' was not found in {searched}",
                              f"put the file into models/{folder}/ and refresh the node list (press R)")
     return path
+
+
+class PackNode(io.ComfyNode):
+    """Base of every node of the pack: before ``execute`` runs, each widget value is checked against the node's own
+    schema, because ComfyUI 0.3.75 validates neither V3 combo values nor non-finite numbers (an API client can
+    send ``NaN`` or an unknown option). Nothing is cloned or loaded before the values are known to be good.
+    Subclasses set ``DISPLAY`` (their display name, used in every error message)."""
+
+    DISPLAY = "AnimaPose"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("execute")
+        if isinstance(own, classmethod) and not getattr(own.__func__, "_animapose_checked", False):
+            cls.execute = classmethod(_checked(own.__func__))
+
+
+def _checked(execute):
+    @functools.wraps(execute)
+    def run(cls, *args, **kwargs):
+        check_inputs(cls, kwargs)
+        return execute(cls, *args, **kwargs)
+
+    run._animapose_checked = True
+    return run
+
+
+def check_inputs(node_cls, values: dict) -> None:
+    """Raises AnimaPoseError (with the node's display name) for the first widget value its schema does not allow."""
+    schema = node_cls.define_schema()
+    for spec in schema.inputs:
+        if spec.id not in values:
+            continue
+        problem = _widget_problem(spec, values[spec.id])
+        if problem:
+            raise AnimaPoseError(spec.id, *problem, node=node_cls.DISPLAY)
+
+
+def _widget_problem(spec, value) -> tuple[str, str] | None:
+    if value is None and spec.optional:
+        return None
+    if isinstance(spec, io.Combo.Input):
+        options = list(spec.options or [])
+        if isinstance(value, str) and value in options:
+            return None
+        shown = ", ".join(f"'{o}'" for o in options[:8]) + (", ..." if len(options) > 8 else "")
+        what = f"'{value}'" if isinstance(value, str) else f"{value!r} (a {type(value).__name__}, not a name)"
+        if not options:
+            return (f"{what} cannot be used: the list of choices is empty",
+                    "put the file into the model folder this input reads, then refresh the node list (press R)")
+        return (f"{what} is not one of the {len(options)} choices",
+                f"pick one of {shown} (press R to refresh file lists)")
+    if isinstance(spec, (io.Float.Input, io.Int.Input)):
+        kind = "a whole number" if isinstance(spec, io.Int.Input) else "a number"
+        ok_type = isinstance(value, int) if isinstance(spec, io.Int.Input) else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            return f"{value!r} is not {kind}", f"enter {kind}, e.g. {spec.default}"
+        if not math.isfinite(value):
+            return (f"{value} is not a finite number (NaN or infinity would turn every frame black)",
+                    f"enter a finite value, e.g. {spec.default}")
+        if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+            return f"{value} is outside {spec.min}..{spec.max}", f"enter a value between {spec.min} and {spec.max}"
+        return None
+    if isinstance(spec, io.Boolean.Input) and not isinstance(value, bool):
+        return f"{value!r} is not true or false", "set the toggle"
+    if isinstance(spec, io.String.Input) and not isinstance(value, str):
+        return f"{value!r} is not text", "enter text"
+    return None

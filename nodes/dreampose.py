@@ -8,7 +8,7 @@ import os
 from comfy_api.latest import io, ui
 
 from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES
-from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, full_path, node_errors
+from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, PackNode, full_path, node_errors
 
 AdapterType = io.Custom("ANIMAPOSE_DREAMPOSE_ADAPTER")
 PosesType = io.Custom("ANIMAPOSE_POSES")
@@ -25,7 +25,7 @@ def _clip_choices() -> list[str]:
     return sorted({f for folder in CLIP_FOLDERS for f in _files(folder)})
 
 
-class LoadDreamPose(io.ComfyNode):
+class LoadDreamPose(PackNode):
     DISPLAY = "AnimaPose Load DreamPose"
 
     @classmethod
@@ -59,7 +59,7 @@ class LoadDreamPose(io.ComfyNode):
         return io.NodeOutput(model, adapter)
 
 
-class LoadDreamPoseVAE(io.ComfyNode):
+class LoadDreamPoseVAE(PackNode):
     DISPLAY = "AnimaPose Load DreamPose VAE"
 
     @classmethod
@@ -84,7 +84,7 @@ class LoadDreamPoseVAE(io.ComfyNode):
             return io.NodeOutput(read_vae(full_path(DREAMPOSE_FOLDER, vae_name, "vae_name"), "vae_name"))
 
 
-class LoadCLIPVisionB32(io.ComfyNode):
+class LoadCLIPVisionB32(PackNode):
     DISPLAY = "AnimaPose Load CLIP Vision (ViT-B/32)"
 
     @classmethod
@@ -117,7 +117,7 @@ class LoadCLIPVisionB32(io.ComfyNode):
             return io.NodeOutput(load_clip_b32(target, clip_name))
 
 
-class DreamPoseImageConditioning(io.ComfyNode):
+class DreamPoseImageConditioning(PackNode):
     DISPLAY = "AnimaPose DreamPose Image Conditioning"
 
     @classmethod
@@ -159,7 +159,7 @@ class DreamPoseImageConditioning(io.ComfyNode):
             return io.NodeOutput(*image_conditioning(clip_vision, vae, adapter, image, fit, value_range, multi_image))
 
 
-class LoadDensePoseUV(io.ComfyNode):
+class LoadDensePoseUV(PackNode):
     DISPLAY = "AnimaPose Load DensePose UV"
 
     @classmethod
@@ -203,7 +203,7 @@ class LoadDensePoseUV(io.ComfyNode):
             return folder
 
 
-class PosesFromImages(io.ComfyNode):
+class PosesFromImages(PackNode):
     DISPLAY = "AnimaPose Poses From UV Images"
 
     @classmethod
@@ -228,7 +228,7 @@ class PosesFromImages(io.ComfyNode):
             return io.NodeOutput(PoseSequence(uv_from_images(images, "images"), "images"))
 
 
-class PoseConditioning(io.ComfyNode):
+class PoseConditioning(PackNode):
     DISPLAY = "AnimaPose DreamPose Pose Conditioning"
 
     @classmethod
@@ -274,7 +274,7 @@ class PoseConditioning(io.ComfyNode):
                                                     key_frame))
 
 
-class DreamPoseGuider(io.ComfyNode):
+class DreamPoseGuider(PackNode):
     DISPLAY = "AnimaPose DreamPose Guider (dual CFG)"
 
     @classmethod
@@ -309,7 +309,7 @@ class DreamPoseGuider(io.ComfyNode):
             return io.NodeOutput(dreampose_guider(model, positive, image_only, negative, image_cfg, pose_cfg))
 
 
-class SharedNoise(io.ComfyNode):
+class SharedNoise(PackNode):
     DISPLAY = "AnimaPose Shared Noise"
 
     @classmethod
@@ -333,7 +333,7 @@ class SharedNoise(io.ComfyNode):
         return io.NodeOutput(Shared(noise_seed))
 
 
-class DreamPoseSampler(io.ComfyNode):
+class DreamPoseSampler(PackNode):
     DISPLAY = "AnimaPose DreamPose Sampler"
 
     @classmethod
@@ -367,7 +367,7 @@ class DreamPoseSampler(io.ComfyNode):
             return io.NodeOutput(sample_frames(guider, sampler, sigmas, noise, latent, frames_per_batch))
 
 
-class DreamPoseDecode(io.ComfyNode):
+class DreamPoseDecode(PackNode):
     DISPLAY = "AnimaPose DreamPose Decode"
 
     @classmethod
@@ -392,7 +392,7 @@ class DreamPoseDecode(io.ComfyNode):
             return io.NodeOutput(decode(vae, samples))
 
 
-class SaveDreamPose(io.ComfyNode):
+class SaveDreamPose(PackNode):
     DISPLAY = "AnimaPose Save DreamPose"
 
     @classmethod

@@ -14,7 +14,7 @@ from comfy_api.latest import io, ui
 
 from ..animapose.dreampose.finetune import CONDITIONINGS, PRECISIONS, UNET_DEFAULTS, VAE_DEFAULTS
 from ..animapose.dreampose.pipeline import FITS
-from .common import DREAMPOSE_CATEGORY, PREFIX, node_errors
+from .common import DREAMPOSE_CATEGORY, PREFIX, PackNode, node_errors
 from .dreampose import AdapterType, PosesType
 
 LossMapType = io.Custom("LOSS_MAP")  # the type of ComfyUI's own training nodes, so 'Plot Loss Graph' takes it
@@ -89,7 +89,7 @@ def _settings(**kwargs):
     return StageSettings(**kwargs)
 
 
-class DreamPoseFinetuneUNet(io.ComfyNode):
+class DreamPoseFinetuneUNet(PackNode):
     DISPLAY = "AnimaPose DreamPose Finetune UNet + Adapter"
 
     @classmethod
@@ -151,7 +151,7 @@ class DreamPoseFinetuneUNet(io.ComfyNode):
         return io.NodeOutput(out_model, out_adapter, {"loss": losses}, ui=ui.PreviewText(report.summary(losses)))
 
 
-class DreamPoseFinetuneVAE(io.ComfyNode):
+class DreamPoseFinetuneVAE(PackNode):
     DISPLAY = "AnimaPose DreamPose Finetune VAE Decoder"
 
     @classmethod

@@ -195,41 +195,71 @@ class FrameGroupNorm(torch.nn.Module):
         return group_norm_frames(x, frames, self.inner, True)
 
 
+class InsertionRecord:
+    """What one ModelPatcher inserted into the UNet it shares with its clones.
+
+    ComfyUI's ``clone()`` copies both the injection list and the ``is_injected`` flag, so a clone made while its
+    parent is injected believes it is injected too, and ejects when it is discarded (a node that fails after
+    cloning). The record is a patcher attachment, and a clone starts with an empty one: a patcher only ever removes
+    what it inserted itself, never what its parent (or a cached node's output) still relies on."""
+
+    def __init__(self):
+        self.inserted: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
+        self.wrapped: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
+
+    def on_model_patcher_clone(self) -> "InsertionRecord":
+        return InsertionRecord()
+
+
 class MotionInjection:
-    """Inserts the modules of one MotionModelSet at their slots; ``eject`` undoes exactly that."""
+    """Inserts the modules of one MotionModelSet at their slots; ``eject`` undoes exactly what the same patcher
+    inserted. The instance holds configuration only; what was inserted lives in each patcher's record."""
 
     def __init__(self, motion_set: MotionModelSet, slots: list[Slot], resnet_across_frames: bool, state: _RunState):
         self.motion_set = motion_set
         self.slots = slots
         self.resnet_across_frames = resnet_across_frames
         self.state = state
-        self._inserted: list[tuple[torch.nn.Module, torch.nn.Module]] = []
-        self._wrapped: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
 
     def inject(self, model_patcher) -> None:
+        record = model_patcher.get_attachment(KEY)
+        if record is None:
+            record = InsertionRecord()
+            model_patcher.set_attachments(KEY, record)
+        if record.inserted or record.wrapped:
+            return
         unet = model_patcher.model.diffusion_model
         for slot in self.slots:
             seq = unet.middle_block if slot.blocks == "middle_block" else getattr(unet, slot.blocks)[slot.index]
             module = self.motion_set.get_submodule(slot.module)
+            if any(m is module for m in seq):
+                # Another patcher of this UNet left it in place; a second copy would apply the motion twice.
+                log.warning("AnimaPose: motion module %s is already in the UNet; not inserting it twice", slot.module)
+                continue
             pos = _mid_position(seq) if slot.blocks == "middle_block" else _insert_position(seq)
             seq.insert(pos, module)
-            self._inserted.append((seq, module))
+            record.inserted.append((seq, module))
         if self.resnet_across_frames:
             for seq in _resnet_norm_holders(unet):
                 norm = seq[0]
+                if isinstance(norm, FrameGroupNorm):
+                    continue
                 seq[0] = FrameGroupNorm(norm, self.state)
-                self._wrapped.append((seq, norm))
+                record.wrapped.append((seq, norm))
 
     def eject(self, model_patcher) -> None:
-        for seq, module in reversed(self._inserted):
+        record = model_patcher.get_attachment(KEY)
+        if record is None:
+            return
+        for seq, module in reversed(record.inserted):
             for i, m in enumerate(seq):
                 if m is module:
                     del seq[i]
                     break
-        self._inserted.clear()
-        for seq, norm in reversed(self._wrapped):
+        record.inserted.clear()
+        for seq, norm in reversed(record.wrapped):
             seq[0] = norm
-        self._wrapped.clear()
+        record.wrapped.clear()
 
 
 def _resnet_norm_holders(unet) -> list[torch.nn.Sequential]:
@@ -301,6 +331,7 @@ def apply_motion_model(model, motion: MotionModel, motion_scale: float = 1.0, be
 def _remove_previous(m) -> None:
     """Applying a motion model to an already inflated MODEL replaces the earlier one rather than stacking."""
     m.remove_injections(KEY)
+    m.remove_attachments(KEY)
     m.remove_additional_models(KEY)
     for kind in (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, comfy.patcher_extension.WrappersMP.OUTER_SAMPLE):
         m.remove_wrappers_with_key(kind, KEY)
