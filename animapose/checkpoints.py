@@ -16,6 +16,7 @@ import zipfile
 import torch
 
 from .errors import AnimaPoseError
+from .numerics import check_finite_weights
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,28 @@ def load_state_dict(path: str, input_name: str, what: str = "model file") -> dic
     if not tensors:
         raise AnimaPoseError(input_name, f"'{os.path.basename(path)}' holds no tensors, so it is not a {what}",
                              f"choose a {what}")
+    check_finite_weights(tensors, path, input_name, what)
     return tensors
+
+
+# What a file that is not a PyTorch checkpoint usually is, from its first bytes (a renamed download, say).
+_SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"RIFF", "a WEBP image or a WAV/AVI file"), (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"),
+               (b"<", "an HTML or XML page (often a download site's error page)"), (b"{", "a JSON or text file"))
+
+
+def _not_pytorch(path: str) -> str | None:
+    """What the file is when it cannot be a PyTorch checkpoint (neither a zip archive nor a pickle), else None."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return None
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "a safetensors file with the wrong extension"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    return "a file of another kind"
 
 
 def _load_safetensors(path: str, input_name: str, what: str) -> dict:
@@ -56,6 +78,11 @@ def _load_safetensors(path: str, input_name: str, what: str) -> dict:
 
 
 def _load_pickle_weights_only(path: str, input_name: str, what: str) -> dict:
+    kind = _not_pytorch(path)
+    if kind is not None:
+        fix = ("rename it to .safetensors" if kind.startswith("a safetensors") else
+               f"choose a {what}; if this was meant to be one, download it again")
+        raise AnimaPoseError(input_name, f"'{os.path.basename(path)}' is {kind}, not a PyTorch checkpoint", fix)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

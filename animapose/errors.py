@@ -26,3 +26,21 @@ class AnimaPoseError(ValueError):
         self.node = node
         self.args = (str(self),)
         return self
+
+
+def require_choice(value, choices, input_name: str) -> str:
+    """``value`` when it is one of ``choices``; otherwise an error listing them (never a silent fallback)."""
+    if isinstance(value, str) and value in choices:
+        return value
+    listed = ", ".join(f"'{c}'" for c in choices)
+    raise AnimaPoseError(input_name, f"{value!r} is not one of the choices", f"pick one of {listed}")
+
+
+def require_finite(value, input_name: str) -> float:
+    """``value`` as a float when it is a finite number; NaN or infinity would turn every frame black."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise AnimaPoseError(input_name, f"{value!r} is not a finite number (NaN or infinity would turn every frame "
+                             "black)", "enter a finite value")
+    return float(value)

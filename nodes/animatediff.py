@@ -157,6 +157,8 @@ class ContextWindows(PackNode):
     def define_schema(cls):
         import comfy.context_windows as cw
 
+        from ..animapose.motion import context
+
         return io.Schema(
             node_id=PREFIX + "ContextWindows",
             display_name=cls.DISPLAY,
@@ -172,9 +174,7 @@ class ContextWindows(PackNode):
                                      "AnimateDiff's sweet spot)."),
                 io.Int.Input("context_overlap", default=4, min=0, max=64,
                              tooltip="Frames shared by neighbouring windows; more overlap, smoother seams, more work."),
-                io.Combo.Input("context_schedule", options=[cw.ContextSchedules.UNIFORM_STANDARD,
-                                                            cw.ContextSchedules.STATIC_STANDARD,
-                                                            cw.ContextSchedules.UNIFORM_LOOPED],
+                io.Combo.Input("context_schedule", options=context.SCHEDULES,
                                default=cw.ContextSchedules.UNIFORM_STANDARD,
                                tooltip="standard_uniform: windows shift every step so seams move; standard_static: the "
                                        "same windows each step; looped_uniform: windows wrap around for loops."),
@@ -183,7 +183,7 @@ class ContextWindows(PackNode):
                                      "long-range coherence (1 = off)."),
                 io.Boolean.Input("closed_loop", default=False,
                                  tooltip="looped_uniform only: make the last frames lead back into the first."),
-                io.Combo.Input("fuse_method", options=cw.ContextFuseMethods.LIST_STATIC,
+                io.Combo.Input("fuse_method", options=context.FUSE_METHODS,
                                default=cw.ContextFuseMethods.PYRAMID,
                                tooltip="How overlapping windows are averaged: pyramid weights window centres most; "
                                        "overlap-linear cross-fades only the overlap; flat averages."),

@@ -7,7 +7,7 @@ import os
 
 from comfy_api.latest import io, ui
 
-from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES
+from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES, WINDOWS
 from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, PackNode, full_path, node_errors
 
 AdapterType = io.Custom("ANIMAPOSE_DREAMPOSE_ADAPTER")
@@ -251,7 +251,7 @@ class PoseConditioning(PackNode):
                 io.Combo.Input("fit", options=FITS, default="letterbox",
                                tooltip="How poses of another aspect ratio fill the frame; decoding maps the frames back "
                                        "to the poses' size the same way."),
-                io.Combo.Input("window", options=["clamp", "official"], default="clamp",
+                io.Combo.Input("window", options=WINDOWS, default="clamp",
                                tooltip="Poses for i-2..i+2 beyond the sequence ends: clamp to the nearest existing "
                                        "frame, or official (test.py: use frame i's own pose)."),
                 io.Vae.Input("vae", optional=True, tooltip="Needed only with key_frame."),
@@ -407,7 +407,8 @@ class SaveDreamPose(PackNode):
                     AdapterType.Input("adapter", tooltip="Its adapter."),
                     io.Vae.Input("vae", optional=True, tooltip="Optional: its VAE."),
                     io.String.Input("filename_prefix", default="dreampose_subject",
-                                    tooltip="Files become <prefix>_unet/_adapter/_vae.safetensors.")],
+                                    tooltip="Files become <prefix>_00001_unet/_adapter/_vae.safetensors; the counter "
+                                            "grows with every save, so nothing is overwritten.")],
             outputs=[],
             is_output_node=True,
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -250,7 +251,10 @@ def unet_diffusers_keys(ldm: dict[str, torch.Tensor], unet_config: dict) -> dict
 
 
 def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: str, prefix: str) -> list[Path]:
-    """Writes ``{prefix}_unet``, ``{prefix}_adapter`` and ``{prefix}_vae`` ``.safetensors`` in the official key layouts.
+    """Writes ``{prefix}_{counter}_unet``, ``..._adapter`` and ``..._vae`` ``.safetensors`` in the official key layouts.
+
+    The counter (5 digits, ComfyUI's save convention) is one past the highest already used with this prefix, so
+    saving again never replaces an earlier set.
 
     The UNet and VAE use diffusers names (the VAE with current attention names, which diffusers and ComfyUI both
     load); the adapter its own. Each file reloads with ``read_unet_state_dict``/``read_adapter``/``read_vae``.
@@ -264,10 +268,11 @@ def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: 
              ("adapter", adapter.state_dict() if adapter is not None else None),
              ("vae", _vae_ldm_to_diffusers(vae.first_stage_model.state_dict()) if vae is not None else None)]
     written = []
+    counter = next_counter(out_dir, prefix, [part for part, _ in parts])
     for part, sd in parts:
         if sd is None:
             continue
-        path = out_dir / f"{prefix}_{part}.safetensors"
+        path = out_dir / f"{prefix}_{counter:05d}_{part}.safetensors"
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
         tmp = path.with_name(path.name + ".tmp")
         safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt", "animapose": f"dreampose-{part}"})
@@ -275,3 +280,10 @@ def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: 
         log.info("saved DreamPose %s to %s", part, path)
         written.append(path)
     return written
+
+
+def next_counter(directory: Path, prefix: str, parts: list[str]) -> int:
+    """One past the highest counter of ``{prefix}_{NNNNN}_{part}.safetensors`` files in ``directory``."""
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d{{5}})_({'|'.join(map(re.escape, parts))})\.safetensors$")
+    used = [int(m.group(1)) for name in os.listdir(directory) if (m := pattern.match(name))]
+    return max(used, default=0) + 1

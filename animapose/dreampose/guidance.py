@@ -21,7 +21,8 @@ import functools
 
 import torch
 
-from ..errors import AnimaPoseError
+from ..errors import AnimaPoseError, require_finite
+from ..numerics import warn_if_not_finite
 from .poses import check_counts
 
 POSE_CHANNELS = 10
@@ -92,7 +93,9 @@ def _guider_class():
 
         def sample(self, noise, latent_image, *args, **kwargs):
             check_pose_frames(self, latent_image.shape[0])
-            return super().sample(noise, latent_image, *args, **kwargs)
+            out = super().sample(noise, latent_image, *args, **kwargs)
+            warn_if_not_finite(out, "AnimaPose DreamPose Guider (dual CFG)")
+            return out
 
     return DreamPoseGuider
 
@@ -103,6 +106,7 @@ def dreampose_guider(model, positive: list, middle: list, negative: list, image_
     At image_cfg = 1 ComfyUI skips the negative slot and at image_cfg = pose_cfg = 1 the middle one too (the formula
     does not need them), so those settings cost fewer UNet evaluations. The only addition is a frame-count check.
     """
+    image_cfg, pose_cfg = require_finite(image_cfg, "image_cfg"), require_finite(pose_cfg, "pose_cfg")
     guider = _guider_class()(model)
     guider.set_conds(positive, middle, negative)
     guider.set_cfg(pose_cfg, image_cfg, nested=False)

@@ -26,7 +26,8 @@ import comfy.utils
 import torch
 import torch.nn.functional as F
 
-from ..errors import AnimaPoseError
+from ..errors import AnimaPoseError, require_choice
+from ..numerics import warn_if_not_finite
 from .adapter import SD_LATENT_SCALE, EmbeddingAdapter, vae_encode_input
 from .clip_image import encode_images
 from .guidance import build_conds, check_pose_frames
@@ -38,6 +39,7 @@ OFFICIAL_HW = (640, 512)  # (height, width) the adapter's vae2clip layer was bui
 FITS = ["letterbox", "crop", "stretch"]
 VALUE_RANGES = ["clean", "legacy"]
 MULTI_IMAGE = ["average", "first"]
+WINDOWS = ["clamp", "official"]
 META = "animapose_dreampose"
 
 
@@ -106,8 +108,7 @@ def fit_box(src_hw: tuple[int, int], dst_hw: tuple[int, int], fit: str) -> tuple
 
 def fit_channels_first(x: torch.Tensor, dst_hw: tuple[int, int], fit: str, fill: float = 0.0) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, dh, dw): letterboxed (padded with ``fill``), centre-cropped or stretched."""
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}")
+    require_choice(fit, FITS, "fit")
     top, left, h, w = fit_box(tuple(x.shape[-2:]), dst_hw, fit)
     resized = F.interpolate(x.float(), (h, w), mode="bilinear", align_corners=False, antialias=True)
     out = torch.full((x.shape[0], x.shape[1], *dst_hw), fill, dtype=resized.dtype)
@@ -148,6 +149,9 @@ def image_conditioning(clip_vision, vae, adapter: EmbeddingAdapter, images: torc
                        value_range: str = "clean", multi_image: str = "average") -> tuple[list, list]:
     """(positive, negative) CONDITIONING of the subject photo(s): adapter(CLIP tokens, pooled VAE latent) and the
     tokens of the official unconditional (all-black) picture."""
+    require_choice(fit, FITS, "fit")
+    require_choice(value_range, VALUE_RANGES, "value_range")
+    require_choice(multi_image, MULTI_IMAGE, "multi_image")
     check_reference_models(clip_vision, adapter)
     fitted = fit_images(images, OFFICIAL_HW, fit)
     tokens = _adapter_tokens(clip_vision, vae, adapter, fitted, value_range)
@@ -212,6 +216,8 @@ def pose_conditioning(positive: list, negative: list, poses: PoseSequence, width
                       fit: str = "letterbox", window: str = "clamp", vae=None, key_frame: torch.Tensor | None = None):
     """(positive, image_only, negative, latent): the three conds of dual CFG with every frame's pose window, and a
     latent of one row per pose frame (empty, or the key frame's latent for the official img2img start)."""
+    require_choice(fit, FITS, "fit")
+    require_choice(window, WINDOWS, "window")
     if width % 8 or height % 8:
         raise AnimaPoseError("width", f"{width}x{height} is not a multiple of 8", "use multiples of 8 (512x640 is "
                              "DreamPose's training size)")
@@ -287,6 +293,7 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
         outputs.append(out.to(comfy.model_management.intermediate_device()))
     result = {k: v for k, v in latent.items() if k not in ("batch_index", "noise_mask")}
     result["samples"] = torch.cat(outputs)
+    warn_if_not_finite(result["samples"], "AnimaPose DreamPose Sampler")
     return result
 
 
@@ -327,4 +334,15 @@ def decode(vae, latent: dict) -> torch.Tensor:
         images = (images * 2.0 - 1.0).clamp(0, 1)
     if "source_hw" in meta:
         images = unfit_frames(images, tuple(meta["source_hw"]), meta.get("fit", "letterbox"))
+    return even_size(images)
+
+
+def even_size(images: torch.Tensor) -> torch.Tensor:
+    """Drops the last row and/or column of frames with an odd height or width: H.264 and the other 4:2:0 encoders
+    behind ComfyUI's video saving refuse odd sizes (poses of 65x81 would sample, then fail to save)."""
+    h, w = images.shape[1] - images.shape[1] % 2, images.shape[2] - images.shape[2] % 2
+    if (h, w) != tuple(images.shape[1:3]) and h > 0 and w > 0:
+        log.info("AnimaPose: frames cropped from %dx%d to %dx%d, which video encoders accept",
+                 images.shape[2], images.shape[1], w, h)
+        images = images[:, :h, :w]
     return images

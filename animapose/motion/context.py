@@ -10,6 +10,10 @@ places break when the frames are the batch itself; ``FrameWindowHandler`` subcla
   their ``ndim < dim``, never for dim 0: they are sliced to the window's frames;
 - a ControlNet's hint images stay the whole clip, so every window would be guided by the first frames' hints:
   each window gets a shallow copy of the ControlNet chain whose hints are that window's frames.
+
+It also moves the progress bar after every window: with thousands of frames one step takes minutes, and a bar
+that only moves per step looks frozen (the value runs over steps x windows, so it agrees with the sampler's own
+per-step updates).
 """
 
 from __future__ import annotations
@@ -17,14 +21,30 @@ from __future__ import annotations
 import copy
 
 import comfy.context_windows as cw
+import comfy.utils
 import torch
 
-from ..errors import AnimaPoseError
+from ..errors import AnimaPoseError, require_choice
+
+SCHEDULES = [cw.ContextSchedules.UNIFORM_STANDARD, cw.ContextSchedules.STATIC_STANDARD,
+             cw.ContextSchedules.UNIFORM_LOOPED]
+FUSE_METHODS = list(cw.ContextFuseMethods.LIST_STATIC)
 
 
 class FrameWindowHandler(cw.IndexListContextHandler):
     def set_step(self, timestep: torch.Tensor, model_options: dict):
         super().set_step(timestep.flatten()[:1], model_options)
+        self._steps = max(1, len(model_options["transformer_options"]["sample_sigmas"]) - 1)
+
+    def combine_context_window_results(self, x_in, sub_conds_out, sub_conds, window, window_idx, total_windows,
+                                       timestep, conds_final, counts_final, biases_final):
+        super().combine_context_window_results(x_in, sub_conds_out, sub_conds, window, window_idx, total_windows,
+                                               timestep, conds_final, counts_final, biases_final)
+        if total_windows > 1:
+            steps = getattr(self, "_steps", 1)
+            step = min(getattr(self, "_step", 0), steps - 1)
+            comfy.utils.ProgressBar(steps * total_windows).update_absolute(
+                step * total_windows + window_idx + 1, steps * total_windows)
 
     def get_resized_cond(self, cond_in, x_in, window, device=None):
         resized = super().get_resized_cond(cond_in, x_in, window, device)
@@ -60,6 +80,8 @@ def _window_control(control, frames, window):
 
 def set_context_windows(model, context_length: int, context_overlap: int, context_schedule: str, context_stride: int,
                         closed_loop: bool, fuse_method: str):
+    require_choice(context_schedule, SCHEDULES, "context_schedule")
+    require_choice(fuse_method, FUSE_METHODS, "fuse_method")
     if context_overlap >= context_length:
         raise AnimaPoseError("context_overlap", f"an overlap of {context_overlap} frames leaves nothing new in windows "
                              f"of {context_length}", f"set context_overlap below {context_length} (4 is typical)")

@@ -28,8 +28,9 @@ from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
 from ..checkpoints import load_state_dict
-from ..errors import AnimaPoseError
-from . import NORM_AUTO, schedules
+from ..errors import AnimaPoseError, require_choice, require_finite
+from ..numerics import warn_if_not_finite
+from . import NORM_AUTO, NORM_CHOICES, schedules
 from .detect import DIFFUSERS_SCOPE, MotionModelInfo, NormScope, build_motion_set, normalize_motion_state_dict
 from .module import MotionModelSet, MotionModule, group_norm_frames
 
@@ -71,6 +72,7 @@ def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) 
 
     from .lora import parse_motion_lora
 
+    strength = require_finite(strength, "strength")
     pairs = parse_motion_lora(load_state_dict(path, "lora_name", "motion LoRA"), "lora_name")
     out = motion.clone()
     params = out.patcher.model.state_dict().keys()
@@ -289,7 +291,8 @@ def apply_motion_model(model, motion: MotionModel, motion_scale: float = 1.0, be
         raise AnimaPoseError("model", f"{type(model.model).__name__} is not a UNet model",
                              "connect an SD1.5 or SDXL checkpoint's MODEL")
     slots = plan_slots(unet, info, unet_kind(model))
-    scope = info.norm_scope if norm_scope == NORM_AUTO else DIFFUSERS_SCOPE
+    motion_scale = require_finite(motion_scale, "motion_scale")
+    scope = info.norm_scope if require_choice(norm_scope, NORM_CHOICES, "groupnorm") == NORM_AUTO else DIFFUSERS_SCOPE
     schedule = schedules.resolve(beta_schedule, info.beta_schedule)
 
     m = model.clone()
@@ -361,6 +364,8 @@ def _frame_check(info: MotionModelInfo):
                     f"{limit} positions ({info.family}), and no context windows are set",
                     f"add an 'AnimaPose Context Windows' node (context_length {min(16, limit)}) to the MODEL, "
                     f"or sample at most {limit} frames", node="AnimaPose Apply Motion Model")
-        return executor(noise, *args, **kwargs)
+        out = executor(noise, *args, **kwargs)
+        warn_if_not_finite(out, f"sampling with {info.family}")
+        return out
 
     return outer_sample_wrapper

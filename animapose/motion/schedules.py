@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ..errors import require_choice
+
 AUTOSELECT = "autoselect"
 USE_EXISTING = "use existing"
 SQRT_LINEAR = "sqrt_linear (AnimateDiff)"
@@ -33,10 +35,9 @@ LCM_ORIGINAL_STEPS = 100  # AnimateLCM's scheduler config: original_inference_st
 
 def resolve(choice: str, recommended: str) -> str:
     """The concrete schedule for a node choice; ``autoselect`` follows the motion module's recommendation."""
+    require_choice(choice, CHOICES, "beta_schedule")
     if choice == AUTOSELECT:
         return BY_RECOMMENDATION[recommended]
-    if choice not in CHOICES:
-        raise ValueError(f"unknown beta schedule {choice!r}")
     return choice
 
 

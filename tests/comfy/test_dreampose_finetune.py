@@ -218,8 +218,8 @@ def test_saved_set_reloads_to_identical_outputs(parts, unet_run, vae_parts, vae_
     model, adapter, vae = unet_run["model"], unet_run["adapter"], vae_run["vae"]
     with torch.inference_mode():
         paths = checkpoint.save_dreampose_set(model, adapter, vae, str(tmp_path), "subject")
-        assert [p.name for p in paths] == ["subject_unet.safetensors", "subject_adapter.safetensors",
-                                           "subject_vae.safetensors"]
+        assert [p.name for p in paths] == ["subject_00001_unet.safetensors", "subject_00001_adapter.safetensors",
+                                           "subject_00001_vae.safetensors"]
         model2 = checkpoint.load_unet(str(paths[0]))
         adapter2 = checkpoint.read_adapter(str(paths[1]))
         vae2 = checkpoint.read_vae(str(paths[2]))

@@ -229,8 +229,8 @@ def test_build_conds_layout_and_checks(inputs):
 def test_save_and_reload_gives_identical_outputs(model, adapter, inputs, dual, tmp_path):
     vae = checkpoint.read_vae(str(fx.dreampose_vae_file(".pth")), dtype=torch.float32)
     paths = checkpoint.save_dreampose_set(model, adapter, vae, str(tmp_path), "subject")
-    assert [p.name for p in paths] == ["subject_unet.safetensors", "subject_adapter.safetensors",
-                                       "subject_vae.safetensors"]
+    assert [p.name for p in paths] == ["subject_00001_unet.safetensors", "subject_00001_adapter.safetensors",
+                                       "subject_00001_vae.safetensors"]
 
     original = checkpoint.read_unet_state_dict(str(fx.dreampose_unet_file("small", ".pth")))
     saved = checkpoint.read_unet_state_dict(str(paths[0]))

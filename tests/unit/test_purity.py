@@ -11,7 +11,7 @@ from tests.harness.env import COMFYUI, comfyui_available
 
 REPO = Path(__file__).resolve().parents[2]
 # The ComfyUI integration (animapose.motion.inflate, .context) imports comfy on purpose and is not listed.
-PURE = ["animapose.errors", "animapose.checkpoints", "animapose.motion", "animapose.motion.module",
+PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.motion", "animapose.motion.module",
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
         "animapose.dreampose.training"]
 COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")

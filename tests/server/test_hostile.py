@@ -1,0 +1,316 @@
+"""Hostile and careless input over HTTP, table-driven.
+
+Every case is queued on the shared server. Its error must name the node (its display name), the input and the fix;
+then a short canary workflow runs and its frames must be byte-identical to the same canary on a fresh server: a
+failed run must never change a later one (the motion modules of a cached Apply node once vanished after a failed
+Context Windows node, issue 9). Canaries alternate between two seeds so the sampler really runs again each time,
+while the loaders and the Apply node stay cached, as they do for a user who edits one widget and queues again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.fixtures.dreampose import uv_sequence_folder
+from tests.fixtures.motion import motion_module_file
+from tests.harness.models import demo_files
+from tests.harness.server import ComfyServer, ExecutionFailed, prepare_base_dir
+from tests.harness.workflows import api_workflow, shrink_api_prompt
+
+log = logging.getLogger(__name__)
+
+SEEDS = (11, 12)
+NAN, INF = math.nan, math.inf
+
+
+# -- the two base graphs and their canaries ---------------------------------------------------------------------
+
+def txt2vid(frames: int = 4) -> dict:
+    p = shrink_api_prompt(api_workflow("animatediff_txt2vid"), seed=0)
+    p["6"]["inputs"]["batch_size"] = frames
+    return p
+
+
+def pose_to_video() -> dict:
+    return shrink_api_prompt(api_workflow("dreampose_pose_to_video"), seed=0)
+
+
+CANARY_POSES = "hostile_canary_poses"
+
+
+def canary_files() -> dict:
+    """The demo files plus a 2-frame pose sequence, so the DreamPose canary stays a few UNet calls long."""
+    files = demo_files("tiny")
+    files["input"] = [*files["input"], (CANARY_POSES, uv_sequence_folder(2, 80, 64, seed=5))]
+    return files
+
+
+def dreampose_canary(seed: int) -> dict:
+    p = _seed(pose_to_video(), seed)
+    p["6"]["inputs"]["folder"] = CANARY_POSES
+    p["11"]["inputs"]["steps"] = 1
+    return _as_png(p, ["13", 0])
+
+
+def _seed(prompt: dict, seed: int) -> dict:
+    for node in prompt.values():
+        for name in ("seed", "noise_seed"):
+            if name in node["inputs"]:
+                node["inputs"][name] = seed
+    return prompt
+
+
+def _as_png(prompt: dict, images: list) -> dict:
+    """The prompt with its save nodes replaced by one lossless SaveImage of ``images``."""
+    for key in [k for k, n in prompt.items() if n["class_type"] in ("SaveAnimatedWEBP", "SaveVideo", "CreateVideo")]:
+        del prompt[key]
+    prompt["99"] = {"class_type": "SaveImage", "inputs": {"images": images, "filename_prefix": "canary"}}
+    return prompt
+
+
+CANARIES = {
+    "animatediff": lambda seed: _as_png(_seed(txt2vid(), seed), ["8", 0]),
+    "dreampose": dreampose_canary,
+}
+
+
+def frames_digest(server, entry) -> str:
+    h = hashlib.sha256()
+    for path in sorted(f for f in server.output_files(entry) if f.suffix == ".png"):
+        with Image.open(path) as im:
+            h.update(np.asarray(im.convert("RGB")).tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fresh_digests(tmp_path_factory):
+    """Canary frames of a server that never saw a bad input: {(canary, seed): digest}."""
+    base = prepare_base_dir(tmp_path_factory.mktemp("fresh-base"), canary_files())
+    server = ComfyServer(base).start()
+    try:
+        return {(name, seed): frames_digest(server, server.run(build(seed), timeout=600))
+                for name, build in CANARIES.items() for seed in SEEDS}
+    finally:
+        server.stop()
+
+
+class Canary:
+    """Runs a canary after every case, alternating seeds, and compares it with the fresh server's frames."""
+
+    def __init__(self, server, fresh):
+        self.server, self.fresh, self.runs = server, fresh, 0
+
+    def check(self, name: str, after: str) -> None:
+        seed = SEEDS[self.runs % len(SEEDS)]
+        self.runs += 1
+        digest = frames_digest(self.server, self.server.run(CANARIES[name](seed), timeout=600))
+        assert digest == self.fresh[(name, seed)], f"the {name} canary (seed {seed}) changed after {after}"
+
+
+@pytest.fixture(scope="module")
+def canary(comfy_server, fresh_digests):
+    prepare_base_dir(comfy_server.base, canary_files())
+    return Canary(comfy_server, fresh_digests)
+
+
+@pytest.fixture(scope="module")
+def display_names(comfy_server):
+    return {k: v.get("display_name", k) for k, v in comfy_server.object_info().items()}
+
+
+# -- files the cases need in the shared server's model folders --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bad_files(comfy_server):
+    folder = comfy_server.base / "models" / "animatediff_models"
+    good = motion_module_file("v2", "original", "tiny", ext=".ckpt")
+    data = good.read_bytes()
+    (folder / "mm_truncated.ckpt").write_bytes(data[: len(data) // 2])
+    (folder / "notes.safetensors").write_text("these are my notes, not a model")
+    (folder / "picture.ckpt").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    import argparse
+
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "config": argparse.Namespace(lr=1e-4)}, folder / "pickled.ckpt")
+    shutil.copy(motion_module_file("sdxl_beta", "original", "small", ext=".ckpt"), folder / "mm_sdxl_v10_beta.ckpt")
+    shutil.copy(motion_module_file("v3", "original", "tiny_wide"), folder / "mm_wide.safetensors")
+    sd = torch.load(good, weights_only=True)
+    inner = sd.get("state_dict", sd)
+    name = sorted(k for k, v in inner.items() if v.is_floating_point() and v.ndim == 2)[0]
+    inner[name] = inner[name].clone()
+    inner[name].view(-1)[3] = float("nan")
+    torch.save(sd, folder / "mm_one_nan.ckpt")
+    return {"nan_tensor": name}
+
+
+# -- the cases --------------------------------------------------------------------------------------------------
+
+def _set(node: str, **inputs):
+    def edit(p):
+        p[node]["inputs"].update(inputs)
+        return p
+    return edit
+
+
+def _with_lora(**inputs):
+    def edit(p):
+        p["20"] = {"class_type": "AnimaPose_LoadMotionLoRA",
+                   "inputs": {"motion_model": ["2", 0], "lora_name": "v2_lora_ZoomIn.ckpt", "strength": 1.0, **inputs}}
+        p["3"]["inputs"]["motion_model"] = ["20", 0]
+        return p
+    return edit
+
+
+def _with_context(**inputs):
+    def edit(p):
+        p["21"] = {"class_type": "AnimaPose_ContextWindows",
+                   "inputs": {"model": ["3", 0], "context_length": 4, "context_overlap": 1,
+                              "context_schedule": "standard_uniform", "context_stride": 1, "closed_loop": False,
+                              "fuse_method": "pyramid", **inputs}}
+        p["7"]["inputs"]["model"] = ["21", 0]
+        p["6"]["inputs"]["batch_size"] = 8
+        return p
+    return edit
+
+
+def _frames(n):
+    return _set("6", batch_size=n)
+
+
+# name: (base graph, edit, class of the node that must be named, input, words of the problem)
+AD, DP = "animatediff", "dreampose"
+CASES = {
+    "motion_scale_nan": (AD, _set("3", motion_scale=NAN), "AnimaPose_ApplyMotionModel", "motion_scale", "finite"),
+    "groupnorm_bogus": (AD, _set("3", groupnorm="bogus"), "AnimaPose_ApplyMotionModel", "groupnorm", "'bogus'"),
+    "beta_schedule_bogus": (AD, _set("3", beta_schedule="bogus"), "AnimaPose_ApplyMotionModel", "beta_schedule",
+                            "'bogus'"),
+    "model_name_number": (AD, _set("2", model_name=123), "AnimaPose_LoadMotionModel", "model_name", "not a name"),
+    "model_name_escapes": (AD, _set("2", model_name="../../../etc/passwd"), "AnimaPose_LoadMotionModel",
+                           "model_name", "not one of"),
+    "model_name_missing": (AD, _set("2", model_name="mm_nope.ckpt"), "AnimaPose_LoadMotionModel", "model_name",
+                           "not one of"),
+    "lora_name_null": (AD, _with_lora(lora_name=None), "AnimaPose_LoadMotionLoRA", "lora_name", "None"),
+    "lora_strength_nan": (AD, _with_lora(strength=NAN), "AnimaPose_LoadMotionLoRA", "strength", "finite"),
+    "context_schedule_bogus": (AD, _with_context(context_schedule="bogus"), "AnimaPose_ContextWindows",
+                               "context_schedule", "'bogus'"),
+    "fuse_method_bogus": (AD, _with_context(fuse_method="bogus"), "AnimaPose_ContextWindows", "fuse_method",
+                          "'bogus'"),
+    "context_overlap_too_big": (AD, _with_context(context_overlap=4), "AnimaPose_ContextWindows",
+                                "context_overlap", "leaves nothing new"),
+    # failures after the MODEL was cloned (and, for the window, after it was loaded and injected)
+    "window_beyond_positions": (AD, lambda p: _frames(48)(_with_context(context_length=40, context_overlap=4)(p)),
+                                "AnimaPose_ApplyMotionModel", "motion_model", "positions"),
+    "frames_beyond_positions": (AD, _frames(40), "AnimaPose_ApplyMotionModel", "motion_model", "40 frames"),
+    "sdxl_on_sd15": (AD, _set("2", model_name="mm_sdxl_v10_beta.ckpt"), "AnimaPose_ApplyMotionModel",
+                     "motion_model", "SDXL motion module"),
+    "width_mismatch": (AD, _set("2", model_name="mm_wide.safetensors"), "AnimaPose_ApplyMotionModel",
+                       "motion_model", "channel widths do not match"),
+    "truncated_file": (AD, _set("2", model_name="mm_truncated.ckpt"), "AnimaPose_LoadMotionModel", "model_name",
+                       "truncated"),
+    "text_as_safetensors": (AD, _set("2", model_name="notes.safetensors"), "AnimaPose_LoadMotionModel",
+                            "model_name", "not a safetensors file"),
+    "png_as_ckpt": (AD, _set("2", model_name="picture.ckpt"), "AnimaPose_LoadMotionModel", "model_name",
+                    "is a PNG image, not a PyTorch checkpoint"),
+    "pickled_code": (AD, _set("2", model_name="pickled.ckpt"), "AnimaPose_LoadMotionModel", "model_name",
+                     "refused for safety"),
+    "nan_weight": (AD, _set("2", model_name="mm_one_nan.ckpt"), "AnimaPose_LoadMotionModel", "model_name",
+                   "NaN or infinite values in tensor"),
+    "image_cfg_nan": (DP, _set("8", image_cfg=NAN), "AnimaPose_DreamPoseGuider", "image_cfg", "finite"),
+    "pose_cfg_nan": (DP, _set("8", pose_cfg=NAN), "AnimaPose_DreamPoseGuider", "pose_cfg", "finite"),
+    "fit_bogus": (DP, _set("5", fit="bogus"), "AnimaPose_DreamPoseImageConditioning", "fit", "'bogus'"),
+    "value_range_bogus": (DP, _set("5", value_range="bogus"), "AnimaPose_DreamPoseImageConditioning",
+                          "value_range", "'bogus'"),
+    "multi_image_bogus": (DP, _set("5", multi_image="bogus"), "AnimaPose_DreamPoseImageConditioning",
+                          "multi_image", "'bogus'"),
+    "pose_fit_bogus": (DP, _set("7", fit="bogus"), "AnimaPose_PoseConditioning", "fit", "'bogus'"),
+    "window_bogus": (DP, _set("7", window="bogus"), "AnimaPose_PoseConditioning", "window", "'bogus'"),
+    "unet_name_number": (DP, _set("1", unet_name=5), "AnimaPose_LoadDreamPose", "unet_name", "not a name"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_input(comfy_server, bad_files, canary, display_names, case):
+    base, edit, node_class, input_name, problem = CASES[case]
+    prompt = edit(txt2vid() if base == AD else pose_to_video())
+    with pytest.raises(ExecutionFailed) as err:
+        comfy_server.run(prompt, timeout=300)
+    message = str(err.value)
+    if case == "nan_weight":
+        problem += f" '{bad_files['nan_tensor']}'"
+    for part in (display_names[node_class], f"input '{input_name}'", problem, "Fix:"):
+        assert part in message, f"{case}: {part!r} missing from: {message}"
+    log.info("%s: %s", case, message)
+    canary.check(base, after=case)
+
+
+@pytest.mark.parametrize("edit", [_set("3", motion_scale=INF), _set("3", motion_scale=-INF)])
+def test_infinity_refused_before_running(comfy_server, edit):
+    """Every float input has a range, so ComfyUI's own prompt validation refuses infinity, naming the input."""
+    with pytest.raises(ExecutionFailed) as err:
+        comfy_server.queue(edit(txt2vid()))
+    assert "motion_scale" in str(err.value) and "inf" in str(err.value)
+
+
+def test_failed_graph_keeps_motion(comfy_server, canary):
+    """Issue 9's exact sequence: txt2vid; txt2vid in context windows; txt2vid; context windows with an unknown
+    schedule (fails); then txt2vid with a new seed must still animate: not equal to motion_scale 0, and equal to
+    the same prompt on a fresh server (the canary)."""
+    comfy_server.run(_seed(txt2vid(), 1))
+    comfy_server.run(_with_context()(_seed(txt2vid(), 2)))
+    comfy_server.run(_seed(txt2vid(), 3))
+    with pytest.raises(ExecutionFailed):
+        comfy_server.run(_with_context(context_schedule="bogus")(_seed(txt2vid(), 4)))
+    canary.check(AD, after="a failed context-windows graph")
+    seed = SEEDS[(canary.runs - 1) % len(SEEDS)]
+    static = _as_png(_set("3", motion_scale=0.0)(_seed(txt2vid(), seed)), ["8", 0])
+    assert frames_digest(comfy_server, comfy_server.run(static)) != canary.fresh[(AD, seed)], \
+        "motion_scale 0 gives the same frames as motion_scale 1: the motion modules were not applied"
+
+
+def test_odd_pose_size_encodes(comfy_server):
+    """Poses of 65x81 sample and save as MP4 (H.264 needs even sizes; the decode gives 64x80)."""
+    folder = comfy_server.base / "input" / "odd_poses"
+    if not folder.exists():
+        folder.symlink_to(uv_sequence_folder(4, 81, 65, seed=3), target_is_directory=True)
+    prompt = pose_to_video()
+    prompt["6"]["inputs"]["folder"] = "odd_poses"
+    prompt["11"]["inputs"]["steps"] = 1
+    entry = comfy_server.run(prompt, timeout=600)
+    videos = [f for f in comfy_server.output_files(entry) if f.suffix == ".mp4"]
+    assert videos and videos[0].stat().st_size > 0
+    import av
+
+    with av.open(str(videos[0])) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height) == (64, 80)
+
+
+def test_save_dreampose_never_overwrites(comfy_server):
+    """Saving twice with one prefix writes a second numbered set; the first stays byte-identical."""
+    folder = comfy_server.base / "models" / "dreampose"
+
+    def save(with_vae: bool):
+        p = {"1": {"class_type": "AnimaPose_LoadDreamPose",
+                   "inputs": {"unet_name": "unet_epoch_20.pth", "adapter_name": "adapter_20.pth"}},
+             "3": {"class_type": "AnimaPose_SaveDreamPose",
+                   "inputs": {"model": ["1", 0], "adapter": ["1", 1], "filename_prefix": "hostile_twice"}}}
+        if with_vae:
+            p["2"] = {"class_type": "AnimaPose_LoadDreamPoseVAE", "inputs": {"vae_name": "vae_1499.pth"}}
+            p["3"]["inputs"]["vae"] = ["2", 0]
+        comfy_server.run(p, timeout=600)
+
+    save(False)
+    first = {f.name: f.read_bytes() for f in folder.glob("hostile_twice_*")}
+    assert sorted(first) == ["hostile_twice_00001_adapter.safetensors", "hostile_twice_00001_unet.safetensors"]
+    save(True)
+    names = sorted(f.name for f in folder.glob("hostile_twice_*"))
+    assert names == sorted([*first, "hostile_twice_00002_adapter.safetensors", "hostile_twice_00002_unet.safetensors",
+                            "hostile_twice_00002_vae.safetensors"])
+    assert all((folder / n).read_bytes() == data for n, data in first.items())
