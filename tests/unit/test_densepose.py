@@ -242,3 +242,24 @@ def test_accepts_photos():
     check_photos(_frames(4))
     grey = _frames(2).mean(-1, keepdim=True).expand(-1, -1, -1, 3)
     check_photos(grey)
+
+
+def test_progress_and_interrupt():
+    model = load_densepose(str(densepose_torchscript_file("tuple")))
+    ticks = []
+    estimate(model, _frames(3), progress=ticks.append)
+    assert ticks == [1, 1, 1]
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def interrupt():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        estimate(model, _frames(5), interrupt=interrupt)
+    assert len(calls) == 2 and model.device == torch.device("cpu")
