@@ -28,7 +28,7 @@ _PHOTO_FIX = ("connect the video frames or photos themselves (e.g. LoadVideo -> 
 
 @dataclasses.dataclass
 class Estimate:
-    labels: torch.Tensor  # (N, H, W) long, 0 = background
+    labels: torch.Tensor  # (N, H, W) uint8 part index (1..24), 0 = background
     uv: torch.Tensor  # (N, 2, H, W) float32 in [0, 1], 0 on the background
     found: list[bool]  # which frames had a detection
     filled: list[tuple[int, int]]  # (frame, source frame) pairs filled from a neighbour
@@ -90,7 +90,8 @@ def estimate(model: DensePoseModel, images: torch.Tensor, person: str = "largest
     if check:
         check_photos(images, input_name)
     n, height, width = images.shape[:3]
-    labels = torch.zeros(n, height, width, dtype=torch.long)
+    # uint8: part indices fit, and a long video at full HD would need 8x the memory as int64
+    labels = torch.zeros(n, height, width, dtype=torch.uint8)
     uv = torch.zeros(n, 2, height, width, dtype=torch.float32)
     found = [False] * n
     model.to(device, dtype)
@@ -104,7 +105,7 @@ def estimate(model: DensePoseModel, images: torch.Tensor, person: str = "largest
                 index = choose_person(det.boxes, det.scores, person)
                 if index is not None:
                     lab, frame_uv = person_canvas(det.boxes, det.coarse, det.fine, det.u, det.v, index, height, width)
-                    labels[start + j] = lab.cpu()
+                    labels[start + j] = lab.to(torch.uint8).cpu()
                     uv[start + j] = frame_uv.float().cpu()
                     found[start + j] = bool((lab > 0).any())
                 if progress is not None:

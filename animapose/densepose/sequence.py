@@ -1,7 +1,7 @@
 """Per-sequence steps around the per-frame estimate: which person, frames without one, temporal smoothing and
 alignment of the driving body to the subject's.
 
-Every function takes and returns the estimate as ``labels`` (N, H, W) long (0 = background, 1..24 = body part) and
+Every function takes and returns the estimate as ``labels`` (N, H, W) integers (0 = background, 1..24 = body part) and
 ``uv`` (N, 2, H, W) float (0 wherever the label is 0), so background and part boundaries stay known throughout.
 """
 

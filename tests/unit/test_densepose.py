@@ -83,7 +83,7 @@ def test_estimate_matches_reference_on_both_exports(export):
         boxes = out["boxes"]
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         labels, uv = reference_frame(out, int(areas.argmax()), frames.shape[1], frames.shape[2])
-        assert torch.equal(got.labels[i], labels)
+        assert torch.equal(got.labels[i].long(), labels)
         worst = max(worst, float((got.uv[i] - uv).abs().max()))
         assert (labels > 0).float().mean() > 0.05  # a real body, not an empty map
     log.info("%s export: max |UV - reference| = %.3g over %d frames", signature, worst, frames.shape[0])
