@@ -20,6 +20,11 @@ DREAMPOSE_CATEGORY = f"{CATEGORY}/DreamPose"
 MOTION_MODELS_FOLDER = "animatediff_models"
 MOTION_LORA_FOLDER = "animatediff_motion_lora"
 DREAMPOSE_FOLDER = "dreampose"
+DENSEPOSE_FOLDER = "densepose"
+# comfyui_controlnet_aux downloads its DensePose TorchScript files here (below its ckpts folder, or below
+# AUX_ANNOTATOR_CKPTS_PATH when set); listing that folder too means nothing is downloaded twice.
+CONTROLNET_AUX_DENSEPOSE = os.path.join("LayerNorm", "DensePose-TorchScript-with-hint-image")
+DENSEPOSE_EXTENSIONS = {".torchscript", ".pt", ".pth", ".ts"}
 
 
 def register_model_folders() -> None:
@@ -29,6 +34,28 @@ def register_model_folders() -> None:
         folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
         # A folder registered for the first time has no extension filter and would list every file.
         folder_paths.folder_names_and_paths[name][1].update(folder_paths.supported_pt_extensions)
+    folder_paths.add_model_folder_path(DENSEPOSE_FOLDER, os.path.join(folder_paths.models_dir, DENSEPOSE_FOLDER))
+    for path in controlnet_aux_densepose_folders():
+        folder_paths.add_model_folder_path(DENSEPOSE_FOLDER, path)
+    folder_paths.folder_names_and_paths[DENSEPOSE_FOLDER][1].update(DENSEPOSE_EXTENSIONS)
+
+
+def controlnet_aux_densepose_folders() -> list[str]:
+    """Where comfyui_controlnet_aux keeps densepose_r50_fpn_dl.torchscript / densepose_r101_fpn_dl.torchscript."""
+    import folder_paths
+
+    roots = []
+    if os.environ.get("AUX_ANNOTATOR_CKPTS_PATH"):
+        roots.append(os.environ["AUX_ANNOTATOR_CKPTS_PATH"])
+    for custom_nodes in folder_paths.get_folder_paths("custom_nodes"):
+        try:
+            entries = sorted(os.scandir(custom_nodes), key=lambda e: e.name)
+        except OSError:
+            continue
+        # the folder name depends on how it was installed (git clone, zip download, manager)
+        roots += [os.path.join(e.path, "ckpts") for e in entries
+                  if e.is_dir() and "controlnet_aux" in e.name.lower().replace("-", "_")]
+    return [os.path.join(root, CONTROLNET_AUX_DENSEPOSE) for root in roots]
 
 
 @contextlib.contextmanager

@@ -52,6 +52,14 @@ NOTES = {
         "frame_N_densepose.npy per photo, in the same order.\n"
         "Memory: the UNet stage holds fp32 weights, gradients and AdamW state of the 860 M-parameter UNet, about "
         "14 GB (computed) plus activations, which gradient checkpointing and bf16 keep small."),
+    "dreampose_video_to_video": (
+        "AnimaPose DreamPose: a driving video + one photo -> video\n\n"
+        "Models: as for pose-to-video (models/dreampose, CLIP ViT-B/32 in models/clip_vision), plus a TorchScript "
+        "DensePose export in models/densepose: densepose_r50_fpn_dl.torchscript or densepose_r101_fpn_dl.torchscript "
+        "(the files of comfyui_controlnet_aux, found in its ckpts folder too).\n"
+        "The estimator turns the video's frames into DensePose UV poses: person 'largest', frames without a person "
+        "take the nearest frame's pose, smoothing 2 frames, and the poses are scaled and moved so the dancer's body "
+        "matches the subject photo's. The output video keeps the driving video's frame rate."),
 }
 
 EXPORT = """async ([api, name, note]) => {

@@ -14,10 +14,12 @@ CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
 POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
 SUBJECT_POSES = "dreampose_subject_poses"
+DRIVING_VIDEO = "dreampose_driving.mp4"
 
 
 def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
+    from ..fixtures.densepose import densepose_torchscript_file, driving_video_file
     from ..fixtures.dreampose import (
         dreampose_adapter_file,
         dreampose_unet_file,
@@ -43,7 +45,10 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
             ("vae_1499.pth", dreampose_vae_file()),
         ],
         "models/clip_vision": [("clip-vit-base-patch32", tiny_clip_b32_folder())],
+        "models/densepose": [("densepose_r50_fpn_dl.torchscript", densepose_torchscript_file("tuple"))],
         "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file()),
                   # the subject photo's own UV map, for finetuning (the photo is 576x720, the same shape)
-                  (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7))],
+                  (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7)),
+                  # a figure dancing on a plain backdrop, for the DensePose estimator (video-to-video)
+                  (DRIVING_VIDEO, driving_video_file(8, 80, 64))],
     }

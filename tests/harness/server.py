@@ -27,7 +27,7 @@ from .env import COMFYUI, PACK_DIR_NAME, REPO
 log = logging.getLogger(__name__)
 
 MODEL_FOLDERS = ("checkpoints", "vae", "loras", "clip_vision", "controlnet", "animatediff_models",
-                 "animatediff_motion_lora", "dreampose")
+                 "animatediff_motion_lora", "dreampose", "densepose")
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ EXPECTED_NODES = {
     "AnimaPose_LoadDreamPoseVAE",
     "AnimaPose_LoadCLIPVisionB32",
     "AnimaPose_DreamPoseImageConditioning",
+    "AnimaPose_DensePoseUVEstimator",
     "AnimaPose_LoadDensePoseUV",
     "AnimaPose_PosesFromImages",
     "AnimaPose_PoseConditioning",
