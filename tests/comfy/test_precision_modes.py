@@ -28,9 +28,9 @@ from tests.fixtures.motion import motion_module_file
 from tests.fixtures.sd15 import sd15_checkpoint
 
 FRAMES, STEPS, SIZE = 4, 3, 8
-# Measured: bf16 compute 1.3e-2 (sampled latents, tiny fixture); storage fp16 1e-4, bf16 1e-3, fp8_e4m3fn 1e-2,
-# fp8_e5m2 2e-2 (see the report in the README's "Precision and memory modes").
-BOUNDS = {"bf16 compute": 0.05, "fp16": 2e-3, "bf16": 1e-2, "fp8_e4m3fn": 0.2, "fp8_e5m2": 0.3}
+# Measured on the build machine (tiny fixture, 3 Euler steps): bf16 compute 2.4e-2; storage with float32 compute:
+# fp16 4.3e-4, bf16 4.4e-3, fp8_e4m3fn 5.3e-2, fp8_e5m2 1.0e-1 (fp8 keeps 3 or 2 mantissa bits of every weight).
+BOUNDS = {"bf16 compute": 0.05, "fp16": 2e-3, "bf16": 1e-2, "fp8_e4m3fn": 0.1, "fp8_e5m2": 0.2}
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -86,7 +86,6 @@ def test_bf16_compute_follows_the_unet(tiny, checkpoint_path, motion_path, fp32_
     assert probe.seen == {torch.bfloat16}
     assert torch.isfinite(out).all()
     err = rel(out, fp32_run)
-    print(f"bf16 compute: {err:.2e}")
     assert 0 < err < BOUNDS["bf16 compute"], err
 
 
@@ -114,7 +113,6 @@ def test_motion_storage_dtypes(tiny, motion_path, fp32_run, storage):
         out = run(m, positive, negative, frames=FRAMES, steps=STEPS, size=SIZE).float()
     assert probe.seen == {torch.float32}  # computed in the UNet's dtype, not the storage dtype
     err = rel(out, fp32_run)
-    print(f"storage {storage}: {err:.2e}")
     assert 0 < err < BOUNDS[storage], err
 
 
