@@ -52,8 +52,9 @@ def fmt_err(e: dict | None) -> str:
 
 # -- AnimateDiff -------------------------------------------------------------------------------------------------------
 
-def pack_animatediff(profile: str, dtype: str):
-    """The inflated MODEL in ``dtype`` ("fp32" or "bf16"): weights stored in it and computed in it."""
+def pack_animatediff(profile: str, dtype: str, compute: str | None = None):
+    """The inflated MODEL with weights stored in ``dtype`` ("fp32", "fp16" or "bf16") and computed in ``compute``
+    (default: the same)."""
     import comfy.sd
     import torch
 
@@ -63,13 +64,14 @@ def pack_animatediff(profile: str, dtype: str):
     from tests.fixtures.sd15 import sd15_checkpoint
 
     dt = getattr(torch, bd.DTYPES[dtype])
+    ct = getattr(torch, bd.DTYPES[compute or dtype])
     options = {} if dtype == "fp32" else {"dtype": dt}
     model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint(profile, "taesd")), output_vae=False,
                                                       output_clip=False, model_options=options)
     motion = load_motion_model(str(ba.motion_path(profile)), "v2", weight_dtype_name=dtype)
     m = apply_motion_model(model, motion, 1.0, AUTOSELECT, NORM_DIFFUSERS).model
-    if m.model.manual_cast_dtype not in (None, dt):
-        m.set_model_compute_dtype(dt)  # ComfyUI's ModelComputeDtype node
+    if (m.model.manual_cast_dtype or dt) != ct:
+        m.set_model_compute_dtype(ct)  # ComfyUI's ModelComputeDtype node
     return m
 
 
@@ -102,6 +104,11 @@ def animatediff_one(profile: str, args) -> dict:
     log.info("animatediff [%s]: building (%s)", profile, job.describe())
     fp32 = pack_animatediff(profile, "fp32")
     runs = {"pack fp32": ba.comfy_runner(fp32, job), "pack bf16": ba.comfy_runner(pack_animatediff(profile, "bf16"), job)}
+    if args.mixed:
+        runs["pack bf16 weights, fp32 compute (--bf16-unet alone)"] = ba.comfy_runner(
+            pack_animatediff(profile, "bf16", "fp32"), job)
+        runs["pack fp32 weights, bf16 compute (ModelComputeDtype alone)"] = ba.comfy_runner(
+            pack_animatediff(profile, "fp32", "bf16"), job)
     sides = ["bf16"] + (["fp32"] if profile == "small" or args.diffusers_full else [])
     for dtype in sides:
         # built before anything runs, so the UNet they are read from holds no inserted motion modules
@@ -284,6 +291,8 @@ def parse_args(argv=None):
     ap.add_argument("--dp-height", type=int, help="DreamPose pixels (default 320; quick 160)")
     ap.add_argument("--dp-width", type=int, help="DreamPose pixels (default 256; quick 128)")
     ap.add_argument("--diffusers-full", action="store_true", help="also diffusers float32 at full shapes (memory)")
+    ap.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=True,
+                    help="AnimateDiff: also bf16 weights computed in float32 and float32 weights computed in bf16")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     ap.add_argument("--quiet-threshold", type=float)
     ap.add_argument("--quiet-budget", type=float, help="seconds per section of waiting for a quiet machine (default "
