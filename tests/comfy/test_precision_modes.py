@@ -178,3 +178,41 @@ def test_bf16_kernels_accumulate_in_float32():
         exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
         got = F.scaled_dot_product_attention(q, k, v).double()
         assert (got - exact).abs().max() <= 2 * ulp * exact.abs().max()
+
+
+def test_dreampose_bf16_follows_the_unet():
+    """The DreamPose MODEL stored and computed in bf16: pose windows (c_concat) and adapter tokens reach the UNet in
+    bf16 (ComfyUI's model call casts them), the latents stay within the bf16 bound of float32."""
+    import comfy.samplers
+
+    from animapose.dreampose import checkpoint
+    from animapose.dreampose.guidance import build_conds, dreampose_guider
+    from animapose.dreampose.pipeline import SharedNoise, sample_frames
+    from tests.fixtures import dreampose as fx
+
+    g = torch.Generator().manual_seed(0)
+    tokens, uncond = torch.randn(1, 50, 768, generator=g), torch.randn(1, 50, 768, generator=g)
+    pos, mid, neg = build_conds(tokens, uncond, torch.rand(2, 10, 8, 8, generator=g))
+    latent = {"samples": torch.zeros(2, 4, 8, 8)}
+    seen = set()
+
+    def sample(dtype):
+        model = checkpoint.load_unet(str(fx.dreampose_unet_file("tiny", ".pth")), dtype=dtype)
+        if dtype != torch.float32:
+            model.set_model_compute_dtype(dtype)  # ComfyUI's ModelComputeDtype node
+        conv_in = model.model.diffusion_model.input_blocks[0][0]
+        hook = conv_in.register_forward_pre_hook(lambda _m, args: seen.add((dtype, args[0].dtype, args[0].shape[1])))
+        try:
+            sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
+            guider = dreampose_guider(model, pos, mid, neg, image_cfg=3.0, pose_cfg=2.0)
+            return sample_frames(guider, comfy.samplers.sampler_object("euler"), sigmas, SharedNoise(1), latent,
+                                 2)["samples"].float()
+        finally:
+            hook.remove()
+
+    ref, out = sample(torch.float32), sample(torch.bfloat16)
+    # the 14-channel input (latent + pose windows) reached conv_in in bf16
+    assert (torch.bfloat16, torch.bfloat16, 14) in seen and (torch.float32, torch.float32, 14) in seen
+    assert torch.isfinite(out).all()
+    err = rel(out, ref)
+    assert 0 < err < BOUNDS["bf16 compute"], err
