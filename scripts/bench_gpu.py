@@ -60,7 +60,7 @@ def timing_rows(label: str, times: dict, errs: dict, flops: float, peak: float |
     for name, t in times.items():
         s = bc.stats(t["wall"])
         rows.append([label, name, f"{s['median']:.2f} s", f"{s['median'] / per:.3f} s",
-                     f"{flops / s['median'] / 1e12:.1f}", f"{floor:.2f} s" if floor else "-",
+                     f"{flops / s['median'] / 1e12:.3g}", f"{floor:.2f} s" if floor else "-",
                      f"{s['median'] / floor:.1f}x" if floor else "-", errs.get(name, "")])
     return rows
 
