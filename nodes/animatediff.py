@@ -8,7 +8,7 @@ import os
 from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
-from ..animapose.motion import NORM_CHOICES, schedules
+from ..animapose.motion import NORM_CHOICES, WEIGHT_DTYPE_NAMES, schedules
 from .common import (
     MOTION_CATEGORY,
     MOTION_LORA_FOLDER,
@@ -46,18 +46,23 @@ class LoadMotionModel(PackNode):
                 io.Combo.Input("model_name", options=_files(MOTION_MODELS_FOLDER),
                                tooltip="Motion module file in models/animatediff_models (the folder "
                                        "AnimateDiff-Evolved uses too)."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPE_NAMES), default="default", optional=True,
+                               tooltip="How the weights are stored in memory. 'default' follows ComfyUI's UNet "
+                                       "options (--bf16-unet, --fp16-unet, --fp8_e4m3fn-unet; float32 on the CPU "
+                                       "without flags). fp8 halves the memory of fp16 at some precision; the modules "
+                                       "always compute in the dtype the UNet computes in."),
             ],
             outputs=[MotionModelType.Output(
                 "motion_model", tooltip="The motion modules, ready for 'AnimaPose Apply Motion Model'.")],
         )
 
     @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
+    def execute(cls, model_name: str, weight_dtype: str = "default") -> io.NodeOutput:
         from ..animapose.motion.inflate import load_motion_model
 
         with node_errors(cls.DISPLAY):
             path = full_path(MOTION_MODELS_FOLDER, model_name, "model_name")
-            motion = load_motion_model(path, model_name, _adapter_config(path))
+            motion = load_motion_model(path, model_name, _adapter_config(path), weight_dtype)
         text = motion.info.summary()
         label = label_file("motion_modules", path, model_name)
         if label:

@@ -73,6 +73,7 @@ class Job:
     dtype: str = "fp32"
     tokens: str = ""  # file with the adapter tokens, computed once per script run
     attention: str = "comfy"  # the pack's attention kernel: ComfyUI's own choice, or torch SDPA (see ATTENTION)
+    profile: str = "small"  # the UNet fixture: "small", or "full" (SD1.4's real shapes; bench_gpu.py)
 
     @property
     def side(self) -> str:
@@ -125,10 +126,10 @@ def conditioning(job: Job):
     return pack, (t["tokens"], t["uncond"], windows, noise)
 
 
-def unet_path():
+def unet_path(profile: str = "small"):
     from tests.fixtures import dreampose as fx
 
-    return fx.dreampose_unet_file("small", ".pth")
+    return fx.dreampose_unet_file(profile, ".pth")
 
 
 def torch_dtype(job: Job):
@@ -152,7 +153,12 @@ def load_pack_model(job: Job):
 
     from animapose.dreampose import checkpoint
 
-    model = checkpoint.load_unet(str(unet_path()), dtype=torch_dtype(job))
+    dtype = torch_dtype(job)
+    model = checkpoint.load_unet(str(unet_path(job.profile)), dtype=dtype)
+    if model.model.manual_cast_dtype not in (None, dtype):
+        # On a CPU ComfyUI stores bf16/fp16 weights but computes in float32 (manual cast) unless the graph says
+        # otherwise; ComfyUI's ModelComputeDtype node does this, so both sides compute in job.dtype.
+        model.set_model_compute_dtype(dtype)
     comfy.model_management.load_models_gpu([model])
     return model
 
@@ -208,9 +214,9 @@ def load_official_unet(job: Job):
     from tests.fixtures import dreampose as fx
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**fx.unet_diffusers_config("small"))
+        unet = UNet2DConditionModel(**fx.unet_diffusers_config(job.profile))
         unet.conv_in = torch.nn.Conv2d(14, 320, kernel_size=3, padding=(1, 1))
-    unet.load_state_dict(checkpoint.read_unet_state_dict(str(unet_path())), strict=True, assign=True)
+    unet.load_state_dict(checkpoint.read_unet_state_dict(str(unet_path(job.profile))), strict=True, assign=True)
     return unet.to(job.device, torch_dtype(job)).eval()
 
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.harness.env import AP_HOME  # noqa: E402
 from tests.harness.models import demo_files  # noqa: E402
+from tests.harness.precision import MODES, resolve, server_args, with_compute_dtype  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
 from tests.harness.workflows import shipped, shrink_api_prompt  # noqa: E402
 
@@ -32,12 +33,19 @@ def main() -> int:
     ap.add_argument("--profile", default="small", choices=["tiny", "small"],
                     help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
+    ap.add_argument("--precision", default="auto", choices=MODES,
+                    help="UNet precision: auto (default) is bf16 on CPUs with bf16 units (avx512_bf16/amx_bf16 in "
+                         "/proc/cpuinfo), else fp32. bf16 starts ComfyUI with --bf16-unet and puts ComfyUI's "
+                         "ModelComputeDtype (bf16) after each model loader of the queued workflows")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    precision = resolve(args.precision)
+    log.info("precision: %s (%s)", precision, "chosen" if args.precision != "auto" else
+             "this CPU has bf16 units" if precision == "bf16" else "no bf16 units on this CPU")
 
     log.info("making demo models (cached after the first run)")
     base = prepare_base_dir(args.base, demo_files(args.profile))
-    server = ComfyServer(base, port=args.port).start()
+    server = ComfyServer(base, port=args.port, extra_args=server_args(precision)).start()
     failed = 0
     try:
         err = server.pack_import_error()
@@ -46,8 +54,11 @@ def main() -> int:
             return 1
         log.info("ComfyUI is up at %s (base directory %s)", server.url, base)
         results = []
+        object_info = server.object_info() if precision == "bf16" else {}
         for path in shipped(api_only=True):
             prompt = shrink_api_prompt(json.loads(path.read_text()))
+            if precision == "bf16":
+                prompt = with_compute_dtype(prompt, object_info)
             t0 = time.time()
             try:
                 entry = server.run(prompt, timeout=1800)

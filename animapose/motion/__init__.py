@@ -7,3 +7,6 @@ The GroupNorm-scope choice is exposed to users, so its names live here, importab
 NORM_AUTO = "original code (auto)"
 NORM_DIFFUSERS = "diffusers"
 NORM_CHOICES = [NORM_AUTO, NORM_DIFFUSERS]
+
+# Storage dtypes a motion module can be loaded in ("default" follows ComfyUI's UNet weight options).
+WEIGHT_DTYPE_NAMES = ["default", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]

@@ -30,7 +30,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
 from ..numerics import warn_if_not_finite
-from . import NORM_AUTO, NORM_CHOICES, schedules
+from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, schedules
 from .detect import DIFFUSERS_SCOPE, MotionModelInfo, NormScope, build_motion_set, normalize_motion_state_dict
 from .module import MotionModelSet, MotionModule, group_norm_frames
 
@@ -52,13 +52,31 @@ class MotionModel:
         return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras))
 
 
-def load_motion_model(path: str, name: str, adapter_config: dict | None = None) -> MotionModel:
+# Storage dtypes of the motion modules' weights ("default": whatever ComfyUI stores a UNet in, see weight_dtype).
+WEIGHT_DTYPES = dict(zip(WEIGHT_DTYPE_NAMES, (None, torch.float32, torch.float16, torch.bfloat16,
+                                              torch.float8_e4m3fn, torch.float8_e5m2)))
+
+
+def weight_dtype(name: str = "default") -> torch.dtype:
+    """The storage dtype for ``name``; "default" follows ComfyUI's UNet weight options (--fp16-unet, --bf16-unet,
+    --fp8_e4m3fn-unet, ...; float32 on the CPU without flags), as a UNet loaded by the same ComfyUI would be."""
+    if name not in WEIGHT_DTYPES:
+        raise AnimaPoseError("weight_dtype", f"unknown weight dtype {name!r}", f"pick one of {', '.join(WEIGHT_DTYPES)}")
+    return WEIGHT_DTYPES[name] or comfy.model_management.unet_dtype()
+
+
+def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
+                      weight_dtype_name: str = "default") -> MotionModel:
     sd = load_state_dict(path, "model_name", "motion module")
     sd, info = normalize_motion_state_dict(sd, "model_name", adapter_config)
-    # Weights are cast to the UNet's usual dtype once, after loading (casting before load_state_dict loses
-    # precision and was a real bug elsewhere); manual_cast ops cover a UNet that computes in another dtype.
-    dtype = comfy.model_management.unet_dtype()
-    motion_set = build_motion_set(sd, info, operations=comfy.ops.manual_cast).to(dtype)
+    # Weights are cast to the storage dtype once, after loading (casting before load_state_dict loses precision
+    # and was a real bug elsewhere). The manual_cast ops cast each weight to the dtype of the activations that
+    # reach it, so the modules compute in the UNet's compute dtype whatever they are stored in (fp8 storage
+    # included). Only parameters are cast: the stored position table stays float32 (fp8 would round it coarsely).
+    dtype = weight_dtype(weight_dtype_name)
+    motion_set = build_motion_set(sd, info, operations=comfy.ops.manual_cast)
+    for p in motion_set.parameters():
+        p.data = p.data.to(dtype)
     patcher = comfy.model_patcher.ModelPatcher(
         motion_set, load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device())
