@@ -2,8 +2,10 @@
 
 Run through ``scripts/demo.sh`` (which provisions first). The demo models are random-weight fixtures in the real
 files' layouts, linked under the real file names, so the shipped workflows run unchanged apart from CPU-sized
-resolution and steps (``tests/harness/workflows.py``). Outputs are noise-like pictures: the point is that every
-pipeline runs end to end from the ComfyUI queue.
+resolution and steps (``tests/harness/workflows.py``). AnimateDiff outputs are noise-like pictures: the point is
+that every pipeline runs end to end from the ComfyUI queue. The DreamPose workflows use a tiny DreamPose trained on
+synthetic people (``scripts/train_demo_dreampose.py``; trained into the cache on the first run) with a held-out
+synthetic subject, so their videos show that subject's colours on a figure following the driving poses.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--profile", default="small", choices=["tiny", "small"],
                     help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
+    ap.add_argument("--dreampose", default="trained", choices=["trained", "random"],
+                    help="DreamPose files: the tiny model trained on synthetic people (trained into the cache on "
+                         "first use) or random weights in the official layouts")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     log.info("making demo models (cached after the first run)")
-    base = prepare_base_dir(args.base, demo_files(args.profile))
+    base = prepare_base_dir(args.base, demo_files(args.profile, args.dreampose))
     server = ComfyServer(base, port=args.port).start()
     failed = 0
     try:

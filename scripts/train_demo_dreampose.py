@@ -35,7 +35,7 @@ FRAME_HW = (80, 64)  # (height, width): latent 10x8
 VIDEOS = 12
 FRAMES = 8
 UNSEEN_SUBJECT_SEED = 9000  # held out of training: the finetuning claims use it
-RECIPE = dict(steps=100, batch_size=8, lr=3e-4, reference_frames=1)
+RECIPE = dict(steps=100, batch_size=8, lr=5e-4, reference_frames=1)
 
 
 def base_checkpoint(path: Path, seed: int) -> None:
@@ -69,12 +69,8 @@ def base_checkpoint(path: Path, seed: int) -> None:
 
 def build(output: Path, seed: int = 0, steps: int = RECIPE["steps"]) -> dict[str, Path]:
     """Everything in ``output`` (made here); returns {name: path}."""
-    import numpy as np
-    import torch
-    from PIL import Image
 
     from animapose.synthetic import people
-    from animapose.synthetic.people_vae import people_taesd_state_dict
     from tests.fixtures.dreampose import tiny_clip_b32_folder
 
     output.mkdir(parents=True, exist_ok=True)
@@ -99,16 +95,28 @@ def build(output: Path, seed: int = 0, steps: int = RECIPE["steps"]) -> dict[str
         "--data", str(work / "data"), "--clip", str(clip), "--base", str(work / "base.safetensors"),
         "--output", str(work / "out"), "--width", str(FRAME_HW[1]), "--height", str(FRAME_HW[0]),
         "--epochs", "1000000", "--max-steps", str(steps), "--batch-size", str(RECIPE["batch_size"]),
-        "--grad-accumulation", "1", "--lr", str(RECIPE["lr"]), "--seed", str(seed), "--save-every", "1000000",
+        "--grad-accumulation", "1", "--lr", str(RECIPE["lr"]), "--seed", str(seed), "--save-every", "5",
         "--no-gradient-checkpointing", "--cache-features", "--reference-frames", str(RECIPE["reference_frames"]),
         "--format", "pth", "--log-every", "5", "--cpu", "--comfyui", str(COMFYUI)])
     if rc:
         raise RuntimeError(f"train_dreampose.py failed with exit code {rc}")
     logging.info("stage 1 took %.0f s", time.monotonic() - started)
-    unet = sorted((work / "out").glob("unet_epoch_*.pth"))[-1]
+    return finalize(output, sorted((work / "out").glob("unet_epoch_*.pth"))[-1])
+
+
+def finalize(output: Path, unet: Path) -> dict[str, Path]:
+    """Moves a stage-1 checkpoint (``unet`` and the adapter beside it) into ``output`` under the workflows' names,
+    with the autoencoder, the held-out subject's photo and UV map; removes ``output/work``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from animapose.synthetic import people
+    from animapose.synthetic.people_vae import people_taesd_state_dict
+
     adapter = unet.with_name(unet.name.replace("unet_epoch", "adapter"))
     files = {"unet": output / "unet_epoch_20.pth", "adapter": output / "adapter_20.pth",
-             "vae": output / "vae_1499.pth", "clip": clip, "subject": output / "subject.png",
+             "vae": output / "vae_1499.pth", "clip": output / "clip-vit-base-patch32", "subject": output / "subject.png",
              "subject_uv": output / "subject_densepose.npy"}
     shutil.move(str(unet), files["unet"])
     shutil.move(str(adapter), files["adapter"])
@@ -116,7 +124,7 @@ def build(output: Path, seed: int = 0, steps: int = RECIPE["steps"]) -> dict[str
     video = people.make_video(people.make_subject(UNSEEN_SUBJECT_SEED), "wave", 1, FRAME_HW, seed=UNSEEN_SUBJECT_SEED)
     Image.fromarray(people.to_uint8(video.frames[0].image)).save(files["subject"])
     np.save(files["subject_uv"], video.frames[0].uv.astype(np.float64))
-    shutil.rmtree(work)
+    shutil.rmtree(output / "work", ignore_errors=True)
     return files
 
 

@@ -19,11 +19,11 @@ from animapose.synthetic import people
 from animapose.synthetic import people_metrics as pm
 
 HW = (80, 64)
-FRAMES = 6
-STEPS = 8
+FRAMES = 4
+STEPS = 4
 IMAGE_CFG = 3.0  # s_I
 POSE_CFG = 3.0  # s_p
-FINETUNE_STEPS = 40
+FINETUNE_STEPS = 20
 
 
 @dataclass
@@ -43,16 +43,32 @@ class TrainedDreamPose:
         self.vae = read_vae(str(self.folder / "vae_1499.pth"))
         self.clip = load_clip_b32(str(self.folder / "clip-vit-base-patch32"), "clip")
         self._features: dict = {}
+        self.tag = "people-v1"  # the features depend only on the fixed CLIP fixture and the hand-set VAE
 
     def features(self, key, pictures: torch.Tensor):
-        """CLIP tokens and VAE latents of 640x512-fitted pictures, cached by ``key`` (the encoders are frozen)."""
-        from animapose.dreampose.pipeline import OFFICIAL_HW, fit_images, reference_features
+        """CLIP tokens and VAE latents of 640x512-fitted pictures, cached per picture (in memory and in the fixture
+        cache, keyed by the picture's bytes and the model folder): the encoders are frozen, and at 640x512 these
+        encodes are the costliest step on a CPU."""
+        import hashlib
 
-        if key not in self._features:
-            fitted = pictures if key == "black" else fit_images(pictures, OFFICIAL_HW, "letterbox")
-            with torch.no_grad():
-                self._features[key] = reference_features(self.clip, self.vae, fitted)
-        return self._features[key]
+        from animapose.dreampose.pipeline import OFFICIAL_HW, fit_images, reference_features
+        from tests.harness.env import FIXTURES
+
+        parts = []
+        for k in range(pictures.shape[0]):
+            picture = pictures[k:k + 1].contiguous()
+            digest = hashlib.sha1(picture.numpy().tobytes()).hexdigest()[:16]
+            disk = FIXTURES / "dreampose_people_features" / f"{self.tag}-{digest}.pt"
+            if digest not in self._features and disk.exists():
+                self._features[digest] = torch.load(disk, weights_only=True)
+            if digest not in self._features:
+                fitted = picture if key == "black" else fit_images(picture, OFFICIAL_HW, "letterbox")
+                with torch.no_grad():
+                    self._features[digest] = tuple(t.detach() for t in reference_features(self.clip, self.vae, fitted))
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(self._features[digest], disk)
+            parts.append(self._features[digest])
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def conditioning(self, key, photos: np.ndarray, adapter=None):
         """(positive, negative) as ``pipeline.image_conditioning`` builds them (average over the photos)."""
@@ -102,14 +118,30 @@ class TrainedDreamPose:
 
 
 def clothing_regions(video: people.Video) -> list[dict[str, np.ndarray]]:
-    """Per frame: the driving pose's shirt and trouser pixels, one pixel in from their edges."""
-    return [{k: pm.erode(m) for k, m in f.clothing_masks().items()} for f in video.frames]
+    """Per frame: the driving pose's shirt and trouser pixels."""
+    return [f.clothing_masks() for f in video.frames]
 
 
-def colour_error(gen: Generation, video: people.Video, subject: people.Subject) -> float:
-    """Mean over frames of the clothing colour error against ``subject``."""
-    regions = clothing_regions(video)
-    return float(np.nanmean([pm.colour_error(f, r, subject.clothing) for f, r in zip(gen.frames, regions)]))
+def round_trip(dp: TrainedDreamPose, images: np.ndarray) -> np.ndarray:
+    """Pictures through the model's VAE and back, decoded as the pipeline decodes: what a perfect model draws."""
+    from animapose.dreampose.adapter import vae_encode_input
+
+    with torch.no_grad():
+        pictures = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        decoded = dp.vae.decode(dp.vae.encode(vae_encode_input(pictures, "clean"))).float()
+    return (decoded * 2 - 1).clamp(0, 1).numpy()
+
+
+def colour_error(dp: TrainedDreamPose, gen: Generation, video: people.Video) -> float:
+    """Mean over frames of the RGB distance between the generated clothing colours and those of the real frames
+    after a VAE round trip (at 64x80 the 8x8 latent blurs thin limbs into the backdrop; comparing with the round
+    trip leaves only what the UNet gets wrong)."""
+    truth = round_trip(dp, video.images)
+    errors = []
+    for frame, real, regions in zip(gen.frames, truth, clothing_regions(video)):
+        wanted = pm.region_colours(real, regions)
+        errors.append(pm.colour_error(frame, regions, wanted))
+    return float(np.nanmean(errors))
 
 
 def pose_iou(gen: Generation) -> float:
@@ -126,21 +158,22 @@ def measure(dp: TrainedDreamPose, seed: int, finetune: bool = True) -> dict[str,
     own, other = people.make_subject(int(own_k)), people.make_subject(int(other_k))  # training subjects (seed 0)
     motion = people.MOTIONS[seed % len(people.MOTIONS)]
     drive = people.make_video(own, motion, FRAMES, HW, seed=10_000 + seed)
-    photos = people.make_video(own, "turn", 3, HW, seed=20_000 + seed).images  # 3 photos of the subject
-    other_photo = people.make_video(other, "wave", 1, HW, seed=30_000 + seed).images
+    # photos depend on the subject only, so their (cached) features serve every seed
+    photos = people.make_video(own, "turn", 3, HW, seed=20_000 + int(own_k)).images  # 3 photos of the subject
+    other_photo = people.make_video(other, "turn", 1, HW, seed=20_000 + int(other_k)).images
     noise = 100 + seed
     own1 = dp.conditioning(("own", seed), photos[:1])
     r: dict[str, float] = {}
     base = dp.generate(own1, drive.uv, seed=noise)
     r["iou"] = pose_iou(base)
     r["iou_zero_pose"] = pose_iou(dp.generate(own1, np.zeros_like(drive.uv), seed=noise))
-    r["colour_err"] = colour_error(base, drive, own)
-    r["colour_err_other_photo"] = colour_error(dp.generate(dp.conditioning(("other", seed), other_photo), drive.uv,
-                                                           seed=noise), drive, own)
-    r["colour_err_3_photos"] = colour_error(dp.generate(dp.conditioning(("own3", seed), photos), drive.uv,
-                                                        seed=noise), drive, own)
+    r["colour_err"] = colour_error(dp, base, drive)
+    r["colour_err_other_photo"] = colour_error(dp, dp.generate(dp.conditioning(("other", seed), other_photo),
+                                                               drive.uv, seed=noise), drive)
+    r["colour_err_3_photos"] = colour_error(dp, dp.generate(dp.conditioning(("own", seed), photos), drive.uv,
+                                                            seed=noise), drive)
     r["iou_sp1"] = pose_iou(dp.generate(own1, drive.uv, pose_cfg=1.0, seed=noise))
-    r["colour_err_sI1"] = colour_error(dp.generate(own1, drive.uv, image_cfg=1.0, seed=noise), drive, own)
+    r["colour_err_sI1"] = colour_error(dp, dp.generate(own1, drive.uv, image_cfg=1.0, seed=noise), drive)
     r["flicker"] = pm.flicker(base.frames, drive.uv)
     r["flicker_single"] = pm.flicker(dp.generate(own1, drive.uv, window="single", seed=noise).frames, drive.uv)
     if finetune:
@@ -148,23 +181,15 @@ def measure(dp: TrainedDreamPose, seed: int, finetune: bool = True) -> dict[str,
         photo = people.make_video(unseen, "turn", 1, HW, seed=40_000 + seed).frames[0]
         drive_u = people.make_video(unseen, motion, FRAMES, HW, seed=50_000 + seed)
         cond = dp.conditioning(("unseen", seed), photo.image[None])
-        r["unseen_colour_err"] = colour_error(dp.generate(cond, drive_u.uv, seed=noise), drive_u, unseen)
+        r["unseen_colour_err"] = colour_error(dp, dp.generate(cond, drive_u.uv, seed=noise), drive_u)
         model, adapter, vae = dp.finetune(photo.image, photo.uv, seed=seed)
         cond_ft = dp.conditioning(("unseen", seed), photo.image[None], adapter=adapter)
         r["unseen_colour_err_finetuned"] = colour_error(
-            dp.generate(cond_ft, drive_u.uv, seed=noise, model=model, vae=vae), drive_u, unseen)
+            dp, dp.generate(cond_ft, drive_u.uv, seed=noise, model=model, vae=vae), drive_u)
     return r
 
 
 def vae_ceiling(dp: TrainedDreamPose, seed: int = 0) -> dict[str, float]:
-    """The best the 64x80 frames allow: IoU and colour error of the driving video itself after a VAE round trip."""
-    from animapose.dreampose.adapter import vae_encode_input
-
-    own = people.make_subject(seed)
-    drive = people.make_video(own, people.MOTIONS[seed % 3], FRAMES, HW, seed=10_000 + seed)
-    with torch.no_grad():
-        images = torch.from_numpy(drive.images)
-        decoded = dp.vae.decode(dp.vae.encode(vae_encode_input(images, "clean"))).float()
-    frames = ((decoded * 2 - 1).clamp(0, 1)).numpy()
-    gen = Generation(frames, drive.uv)
-    return {"iou": pose_iou(gen), "colour_err": colour_error(gen, drive, own)}
+    """The best IoU the 64x80 frames allow: the driving video itself after a VAE round trip."""
+    drive = people.make_video(people.make_subject(seed), people.MOTIONS[seed % 3], FRAMES, HW, seed=10_000 + seed)
+    return {"iou": pose_iou(Generation(round_trip(dp, drive.images), drive.uv))}
