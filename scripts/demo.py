@@ -3,9 +3,9 @@
 Run through ``scripts/demo.sh`` (which provisions first). The demo models are random-weight fixtures in the real
 files' layouts, linked under the real file names, so the shipped workflows run unchanged apart from CPU-sized
 resolution and steps (``tests/harness/workflows.py``). AnimateDiff outputs are noise-like pictures: the point is
-that every pipeline runs end to end from the ComfyUI queue. The DreamPose workflows use a tiny DreamPose trained on
-synthetic people (``scripts/train_demo_dreampose.py``; trained into the cache on the first run) with a held-out
-synthetic subject, so their videos show that subject's colours on a figure following the driving poses.
+that every pipeline runs end to end from the ComfyUI queue. ``--dreampose trained`` runs the DreamPose workflows with the tiny
+DreamPose trained on synthetic people (``scripts/train_demo_dreampose.py``, trained into the cache on the first run), a
+held-out synthetic subject and a synthetic walk instead of random weights.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--profile", default="small", choices=["tiny", "small"],
                     help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
-    ap.add_argument("--dreampose", default="trained", choices=["trained", "random"],
-                    help="DreamPose files: the tiny model trained on synthetic people (trained into the cache on "
-                         "first use) or random weights in the official layouts")
+    ap.add_argument("--dreampose", default="random", choices=["trained", "random"],
+                    help="DreamPose files: random weights in the official layouts (default), or the tiny model "
+                         "trained on synthetic people (trained into the cache on first use; see the README)")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

@@ -2,16 +2,24 @@
 
 The model is trained into the fixture cache on first use (``scripts/train_demo_dreampose.py``). One trial per seed
 (``tests/harness/dreampose_claims.py``): a training subject driven by a new motion, another subject's photo, three
-photos, guidance scales, the 1-frame pose window and, for a held-out subject, stages 2a + 2b. Thresholds come from
-``scripts/measure_dreampose_claims.py`` over seeds 0-5 (README table), with a margin.
+photos, guidance scales, the 1-frame pose window and, for a held-out subject, stages 2a + 2b.
+
+Opt-in (``ANIMAPOSE_TRAINED_DREAMPOSE=1``): the recipe has not yet been trained to a model that learned the task (a
+30-update run on two heavily shared CPU cores still predicted noise, loss 0.97), so these claims are unmeasured and
+the margins below are placeholders, not figures from measured distributions. Train longer (``--steps`` of
+``scripts/train_demo_dreampose.py``), run ``scripts/measure_dreampose_claims.py`` over seeds, then set the margins
+from its min/mean/max and make this test part of the tier.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import os
+
 import pytest
 
 SEEDS = (0,)
+pytestmark = pytest.mark.skipif(os.environ.get("ANIMAPOSE_TRAINED_DREAMPOSE") != "1",
+                                reason="opt-in: trains the synthetic-people DreamPose on first use (see the docstring)")
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +29,6 @@ def trials():
 
     dp = dc.TrainedDreamPose(trained_dreampose_folder())
     return [dc.measure(dp, seed) for seed in SEEDS]
-
-
-def _mean(trials, key):
-    return float(np.mean([t[key] for t in trials]))
 
 
 def test_pose_following_beats_a_zero_pose(trials):
