@@ -44,7 +44,7 @@ import torch
 
 from ..errors import AnimaPoseError
 from .adapter import vae_encode_input
-from .augment import UNET_CROP, CropPolicy, crop_pair, draw_dropout
+from .augment import UNET_CROP, CropPolicy, crop_draws, crop_pair, draw_dropout
 from .poses import pose_windows, read_uv_file
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,8 @@ class _Stage1:
         """(target latent (1, 4, h, w), pose window (1, 10, h, w)) of frame j of a video."""
         cacheable = self.config.cache_features and not (augment and self.crop.probability > 0)
         if cacheable and (video, j) in self._targets:
+            if augment:  # the draws an uncropped sample makes, so caching leaves the random sequence alone
+                crop_draws((self.config.height, self.config.width), self.crop, generator)
             return self._targets[(video, j)]
         out = self._encode_target(video, j, generator, augment)
         if cacheable:

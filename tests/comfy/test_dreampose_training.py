@@ -106,14 +106,16 @@ def test_script_entry_point_help():
 
 
 def test_feature_cache_changes_nothing_but_the_work(first_run, tmp_path):
-    # The frozen CLIP/VAE features kept after first use give the very same losses and weights as recomputing them.
+    # The frozen CLIP/VAE features kept after first use give the same losses and weights as recomputing them (up to
+    # float rounding: a cached run encodes a micro-batch's new pictures only, so batch sizes differ).
     _, result = first_run
     base = sd15_checkpoint("tiny", "taesd")
     cached = training.run(_args(tmp_path, "--base", str(base), "--max-steps", "2", "--seed", "3", "--lr", "1e-4",
                                 "--cache-features"))
-    assert cached.losses == result.losses and cached.probe == result.probe
+    assert cached.losses == pytest.approx(result.losses, rel=1e-5)
+    assert cached.probe == pytest.approx(result.probe, rel=1e-5)
     for k, v in result.unet_state.items():
-        assert torch.equal(v, cached.unet_state[k]), k
+        torch.testing.assert_close(cached.unet_state[k], v, rtol=1e-4, atol=1e-6, msg=k)
 
 
 def test_reference_frames_limits_the_conditioning_frames(tmp_path):
