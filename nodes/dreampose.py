@@ -253,7 +253,8 @@ class PoseConditioning(PackNode):
                                        "to the poses' size the same way."),
                 io.Combo.Input("window", options=WINDOWS, default="clamp",
                                tooltip="Poses for i-2..i+2 beyond the sequence ends: clamp to the nearest existing "
-                                       "frame, or official (test.py: use frame i's own pose)."),
+                                       "frame, or official (test.py: use frame i's own pose); single puts frame "
+                                       "i's pose in all five slots (the paper's 1-frame ablation)."),
                 io.Vae.Input("vae", optional=True, tooltip="Needed only with key_frame."),
                 io.Image.Input("key_frame", optional=True,
                                tooltip="Optional: start every frame from this picture's latent (the official img2img "

@@ -2,8 +2,10 @@
 
 Run through ``scripts/demo.sh`` (which provisions first). The demo models are random-weight fixtures in the real
 files' layouts, linked under the real file names, so the shipped workflows run unchanged apart from CPU-sized
-resolution and steps (``tests/harness/workflows.py``). Outputs are noise-like pictures: the point is that every
-pipeline runs end to end from the ComfyUI queue.
+resolution and steps (``tests/harness/workflows.py``). AnimateDiff outputs are noise-like pictures: the point is
+that every pipeline runs end to end from the ComfyUI queue. ``--dreampose trained`` runs the DreamPose workflows with the tiny
+DreamPose trained on synthetic people (``scripts/train_demo_dreampose.py``, trained into the cache on the first run), a
+held-out synthetic subject and a synthetic walk instead of random weights.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--profile", default="small", choices=["tiny", "small"],
                     help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
+    ap.add_argument("--dreampose", default="random", choices=["trained", "random"],
+                    help="DreamPose files: random weights in the official layouts (default), or the tiny model "
+                         "trained on synthetic people (trained into the cache on first use; see the README)")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     ap.add_argument("--precision", default="auto", choices=MODES,
                     help="UNet precision: auto (default) is bf16 on CPUs with bf16 units (avx512_bf16/amx_bf16 in "
@@ -44,7 +49,7 @@ def main() -> int:
              "this CPU has bf16 units" if precision == "bf16" else "no bf16 units on this CPU")
 
     log.info("making demo models (cached after the first run)")
-    base = prepare_base_dir(args.base, demo_files(args.profile))
+    base = prepare_base_dir(args.base, demo_files(args.profile, args.dreampose))
     server = ComfyServer(base, port=args.port, extra_args=server_args(precision)).start()
     failed = 0
     try:

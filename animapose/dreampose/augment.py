@@ -84,6 +84,13 @@ def crop_pair(image: torch.Tensor, pose: torch.Tensor | None, policy: CropPolicy
     return crop_resize(image, box), (crop_resize(pose, box) if pose is not None else None), box
 
 
+def crop_draws(hw: tuple[int, int], policy: CropPolicy, generator: torch.Generator) -> None:
+    """Makes exactly the random draws ``crop_pair`` makes for an ``hw`` picture, without cropping: a caller that
+    reuses an uncropped sample keeps the random sequence of one that runs ``crop_pair``."""
+    float(torch.rand((), generator=generator))
+    random_crop_box(hw, policy.margin, generator)
+
+
 def draw_dropout(generator: torch.Generator, pose: float = 0.0, image: float = 0.0, both: float = 0.0) -> str:
     """One of ``DROPOUT_KINDS``: the pose is dropped with probability ``pose``, the image with ``image`` and both
     with ``both`` (train.py's split of its dropout rate into three equal parts)."""

@@ -180,6 +180,8 @@ def read_vae(path: str, input_name: str = "vae_name", dtype: torch.dtype | None 
     name = os.path.basename(path)
     if any(k.startswith("first_stage_model.") for k in sd):
         sd = {k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}
+    if "taesd_decoder.1.weight" in sd:
+        return _read_taesd(sd, name, input_name, dtype)
     diffusers = "decoder.up_blocks.0.resnets.0.norm1.weight" in sd
     if not diffusers and "decoder.up.0.block.0.norm1.weight" not in sd:
         what = "a UNet" if "conv_in.weight" in sd else "an adapter" if "linear1.weight" in sd else "not a VAE"
@@ -202,6 +204,23 @@ def read_vae(path: str, input_name: str = "vae_name", dtype: torch.dtype | None 
     if missing:
         raise AnimaPoseError(input_name, f"the VAE file lacks {len(missing)} weights (e.g. {missing[:3]}); it is "
                              "truncated or not a complete SD1.x VAE", _VAE_FIX)
+    return vae
+
+
+def _read_taesd(sd: dict, name: str, input_name: str, dtype):
+    """A TAESD-architecture SD1.x VAE (``taesd_encoder.*``/``taesd_decoder.*``, as in SD1.x checkpoints that carry
+    TAESD, such as the pack's demo DreamPose): ComfyUI builds it; here the latent width and completeness are checked."""
+    import comfy.sd
+
+    channels = sd["taesd_decoder.1.weight"].shape[1]
+    if channels != 4 or "taesd_encoder.0.weight" not in sd:
+        raise AnimaPoseError(input_name, f"'{name}' is a TAESD with {channels} latent channels"
+                             f"{'' if 'taesd_encoder.0.weight' in sd else ' and no encoder'}; DreamPose needs an SD1.x "
+                             "VAE (4 channels, encoder and decoder)", _VAE_FIX)
+    vae = comfy.sd.VAE(sd=dict(sd), dtype=dtype)
+    missing = sorted(k for k in vae.first_stage_model.state_dict() if k not in sd and not k.startswith("vae_"))
+    if missing:
+        raise AnimaPoseError(input_name, f"the TAESD file lacks {len(missing)} weights (e.g. {missing[:3]})", _VAE_FIX)
     return vae
 
 

@@ -329,7 +329,7 @@ def _check_size(width: int, height: int) -> None:
 
 def _check_vae(vae) -> None:
     fsm = getattr(vae, "first_stage_model", None)
-    if fsm is None or not hasattr(fsm, "decoder") or getattr(vae, "latent_channels", None) != 4 \
+    if fsm is None or _decoder_of(fsm) is None or getattr(vae, "latent_channels", None) != 4 \
             or getattr(vae, "downscale_ratio", None) != 8:
         raise AnimaPoseError("vae", "this VAE is not an SD1.x KL autoencoder with a decoder to finetune",
                              "connect the DreamPose VAE ('AnimaPose Load DreamPose VAE' or the SD1.x VAE)")
@@ -455,10 +455,19 @@ def unet_probe_loss(model, adapter, clip_vision, vae, images, poses, settings: S
 
 # -- stage 2b: VAE decoder -----------------------------------------------------------------------------------------
 
+def _decoder_of(autoencoder: torch.nn.Module):
+    """The decoder of an SD1.x KL autoencoder (``decoder``) or of a TAESD (``taesd_decoder``); None otherwise."""
+    for name in ("decoder", "taesd_decoder"):
+        if isinstance(getattr(autoencoder, name, None), torch.nn.Module):
+            return getattr(autoencoder, name)
+    return None
+
+
 def _decoder_blocks(decoder: torch.nn.Module) -> list:
     from comfy.ldm.modules.diffusionmodules.model import AttnBlock, ResnetBlock, Upsample
+    from comfy.taesd.taesd import Block
 
-    return [m for m in decoder.modules() if isinstance(m, (ResnetBlock, AttnBlock, Upsample))]
+    return [m for m in decoder.modules() if isinstance(m, (ResnetBlock, AttnBlock, Upsample, Block))]
 
 
 class _DecoderStage:
@@ -473,9 +482,9 @@ class _DecoderStage:
         comfy.model_management.load_models_gpu([vae.patcher], force_full_load=True)
         self.autoencoder = copy.deepcopy(vae.first_stage_model).to(device=device, dtype=torch.float32)
         self.autoencoder.eval().requires_grad_(False)
-        self.autoencoder.decoder.requires_grad_(True)
+        _decoder_of(self.autoencoder).requires_grad_(True)
         if settings.gradient_checkpointing:
-            checkpoint_modules(_decoder_blocks(self.autoencoder.decoder))
+            checkpoint_modules(_decoder_blocks(_decoder_of(self.autoencoder)))
         self.photos = _photos_chw(images, settings)
         probability = VAE_CROP.probability if settings.crop_probability is None else settings.crop_probability
         self.crop = CropPolicy(probability, VAE_CROP.margin)
@@ -517,7 +526,7 @@ def finetune_vae_decoder(vae, images: torch.Tensor, settings: StageSettings, pro
     with training_mode():
         stage = _DecoderStage(vae, images, settings, device)
         try:
-            params = list(stage.autoencoder.decoder.parameters())
+            params = list(_decoder_of(stage.autoencoder).parameters())
             updater = Updater(params, settings.learning_rate, stage.precision, clip_params=params)
             losses = _stage_loop("VAE decoder", settings.steps, stage, updater, progress)
             uncheckpoint(stage.autoencoder)

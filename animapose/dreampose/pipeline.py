@@ -39,7 +39,7 @@ OFFICIAL_HW = (640, 512)  # (height, width) the adapter's vae2clip layer was bui
 FITS = ["letterbox", "crop", "stretch"]
 VALUE_RANGES = ["clean", "legacy"]
 MULTI_IMAGE = ["average", "first"]
-WINDOWS = ["clamp", "official"]
+WINDOWS = ["clamp", "official", "single"]
 META = "animapose_dreampose"
 
 

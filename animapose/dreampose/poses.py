@@ -26,7 +26,7 @@ WINDOW = 5
 # The official code works at this pixel size (height, width) for the 80x64 latent.
 OFFICIAL_PIXEL_HW = (640, 512)
 
-_VALID_MODES = ("clamp", "official")
+_VALID_MODES = ("clamp", "official", "single")
 _VALID_RANGES = ("clean", "legacy")
 
 # The 9-colour viridis palette (matplotlib's and OpenCV's viridis at 0, 1/8, ..., 1).
@@ -214,6 +214,8 @@ def pose_windows(uv: torch.Tensor, frames_hw_latent: tuple[int, int], mode: str 
     - ``"clamp"`` (default): the nearest existing frame (frame 0 for i-2 at i = 0).
     - ``"official"``: test.py's fallback, frame i's own pose. test.py finds neighbours by frame number; here they are
       found by position, which is the same for consecutively numbered frames.
+    - ``"single"``: frame i's own pose in all five slots: the paper's 1-frame ablation, and what the released
+      checkpoint saw in training (train.py repeated pose j five times).
     """
     if mode not in _VALID_MODES:
         raise ValueError(f"mode must be one of {_VALID_MODES}, not {mode!r}")
@@ -233,6 +235,8 @@ def pose_windows(uv: torch.Tensor, frames_hw_latent: tuple[int, int], mode: str 
 def window_indices(num_frames: int, mode: str = "clamp") -> torch.Tensor:
     """(N, 5) source frame of each window slot."""
     centre = torch.arange(num_frames)[:, None]
+    if mode == "single":
+        return centre.expand(num_frames, WINDOW).clone()
     idx = centre + torch.arange(-(WINDOW // 2), WINDOW // 2 + 1)[None, :]
     if mode == "clamp":
         return idx.clamp(0, num_frames - 1)

@@ -21,6 +21,10 @@ update, the paper's batch), 5 epochs, and conditioning dropout 5% pose / 5% imag
   starts from the official identity init. ``--unet``/``--adapter`` resume from DreamPose files instead (the VAE then
   comes from ``--vae`` or the ``--base`` checkpoint).
 - Random crops are off by default, as in train.py; ``--crop-probability`` applies the subject finetune's crops.
+Two options for small CPU runs (off by default): ``--cache-features`` keeps each conditioning frame's CLIP tokens and
+VAE latent (and, without crops, each target's latent and pose window) after their first use, since the frozen CLIP
+and VAE give the same result every time; ``--reference-frames N`` conditions only on the first N frames of each video
+(every frame stays a target), so fewer 640x512 reference pictures need encoding.
 Files are written in the official layouts and names, ``unet_epoch_E`` and ``adapter_E`` (E the epoch index, from 0),
 as safetensors by default or as .pth for the official scripts.
 """
@@ -40,7 +44,7 @@ import torch
 
 from ..errors import AnimaPoseError
 from .adapter import vae_encode_input
-from .augment import UNET_CROP, CropPolicy, crop_pair, draw_dropout
+from .augment import UNET_CROP, CropPolicy, crop_draws, crop_pair, draw_dropout
 from .poses import pose_windows, read_uv_file
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,8 @@ class Stage1Config:
     save_every: int = 1
     file_format: str = "safetensors"
     log_every: int = 10
+    cache_features: bool = False
+    reference_frames: int | None = None
 
 
 @dataclass
@@ -148,7 +154,12 @@ class _Stage1:
         if config.width % 8 or config.height % 8:
             raise AnimaPoseError("width", f"{config.width}x{config.height} is not a multiple of 8", "use 512x640")
         self.videos = find_videos(config.data)
-        self.frames = [(v, k) for v, video in enumerate(self.videos) for k in range(len(video))]
+        if config.reference_frames is not None and config.reference_frames < 1:
+            raise AnimaPoseError("reference_frames", "must be at least 1", "leave it out to condition on every frame")
+        self.frames = [(v, k) for v, video in enumerate(self.videos)
+                       for k in range(min(len(video), config.reference_frames or len(video)))]
+        self._references: dict[int, tuple] = {}
+        self._targets: dict[tuple[int, int], tuple] = {}
         self.device = finetune.training_device()
         self.precision = finetune.Precision(config.precision, self.device)
         self.clip_vision = load_clip_b32(config.clip, "clip")
@@ -211,6 +222,17 @@ class _Stage1:
 
     def _target(self, video: int, j: int, generator: torch.Generator, augment: bool):
         """(target latent (1, 4, h, w), pose window (1, 10, h, w)) of frame j of a video."""
+        cacheable = self.config.cache_features and not (augment and self.crop.probability > 0)
+        if cacheable and (video, j) in self._targets:
+            if augment:  # the draws an uncropped sample makes, so caching leaves the random sequence alone
+                crop_draws((self.config.height, self.config.width), self.crop, generator)
+            return self._targets[(video, j)]
+        out = self._encode_target(video, j, generator, augment)
+        if cacheable:
+            self._targets[(video, j)] = out
+        return out
+
+    def _encode_target(self, video: int, j: int, generator: torch.Generator, augment: bool):
         c = self.config
         frames = self.videos[video]
         picture = self._fit_images(read_picture(frames[j][0]), (c.height, c.width), c.fit).movedim(-1, 1)
@@ -237,22 +259,37 @@ class _Stage1:
         (the fixed probe batch)."""
         c = self.config
         generator = generator or self.generator
-        pictures, targets, windows, drops = [], [], [], []
+        targets, windows, drops = [], [], []
         for index in order:
             video, i = self.frames[index]
             j = int(torch.randint(0, len(self.videos[video]), (1,), generator=generator))
             drops.append(draw_dropout(generator, c.pose_dropout, c.image_dropout, c.both_dropout) if train else "none")
-            pictures.append(self._fit_images(read_picture(self.videos[video][i][0]), self.official_hw, c.fit))
             target, window = self._target(video, j, generator, augment=train)
             targets.append(target)
             windows.append(window if drops[-1] not in ("pose", "both") else torch.zeros_like(window))
         with torch.no_grad():
-            clip_tokens, ref_latents = self._reference(torch.cat(pictures))
+            clip_tokens, ref_latents = self._references_of(order)
             for k, drop in enumerate(drops):
                 if drop in ("image", "both"):
                     clip_tokens[k], ref_latents[k] = self.black[0][0], self.black[1][0]
         return self.ft.diffusion_loss(self.unet, self.adapter, clip_tokens, ref_latents, torch.cat(targets),
                                       torch.cat(windows), self.alphas, generator, self.precision)
+
+    @torch.no_grad()
+    def _references_of(self, order: list[int]):
+        """(CLIP tokens, VAE latents) of the conditioning frames ``order``, encoded together (cached ones reused)."""
+        c = self.config
+        todo = [k for k in dict.fromkeys(order) if k not in self._references] if c.cache_features else list(order)
+        if todo:
+            pictures = [self._fit_images(read_picture(self.videos[self.frames[k][0]][self.frames[k][1]][0]),
+                                         self.official_hw, c.fit) for k in todo]
+            tokens, latents = self._reference(torch.cat(pictures))
+            if not c.cache_features:
+                return tokens, latents
+            for n, k in enumerate(todo):
+                self._references[k] = (tokens[n:n + 1], latents[n:n + 1])
+        parts = [self._references[k] for k in order]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
     def probe(self) -> float:
@@ -379,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default=d.file_format,
                    help="safetensors, or pth for the official scripts")
     p.add_argument("--log-every", type=int, default=d.log_every, help="updates between loss log lines")
+    p.add_argument("--cache-features", action="store_true",
+                   help="keep the frozen CLIP/VAE features of every frame after first use (small datasets: memory "
+                        "grows with the frame count)")
+    p.add_argument("--reference-frames", type=int, default=None,
+                   help="condition only on the first N frames of each video (default: every frame)")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument("--comfyui", help="ComfyUI folder (default: $ANIMAPOSE_COMFYUI, or the one this pack is in)")
     return p
@@ -394,7 +436,8 @@ def config_from_args(args: argparse.Namespace) -> Stage1Config:
         image_dropout=args.image_dropout, both_dropout=args.both_dropout, pose_window=args.pose_window,
         crop_probability=args.crop_probability, width=args.width, height=args.height, fit=args.fit, seed=args.seed,
         precision=args.precision, gradient_checkpointing=not args.no_gradient_checkpointing,
-        save_every=args.save_every, file_format=args.format, log_every=args.log_every)
+        save_every=args.save_every, file_format=args.format, log_every=args.log_every,
+        cache_features=args.cache_features, reference_frames=args.reference_frames)
 
 
 def run(argv: list[str] | None = None) -> Stage1Result:

@@ -103,3 +103,30 @@ def test_script_entry_point_help():
     assert result.returncode == 0, result.stderr
     for flag in ("--data", "--base", "--pose-dropout", "--pose-window", "--grad-accumulation", "--format"):
         assert flag in result.stdout
+
+
+def test_feature_cache_changes_nothing_but_the_work(first_run, tmp_path):
+    # The frozen CLIP/VAE features kept after first use give the same losses and weights as recomputing them (up to
+    # float rounding: a cached run encodes a micro-batch's new pictures only, so batch sizes differ).
+    _, result = first_run
+    base = sd15_checkpoint("tiny", "taesd")
+    cached = training.run(_args(tmp_path, "--base", str(base), "--max-steps", "2", "--seed", "3", "--lr", "1e-4",
+                                "--cache-features"))
+    assert cached.losses == pytest.approx(result.losses, rel=1e-5)
+    assert cached.probe == pytest.approx(result.probe, rel=1e-5)
+    for k, v in result.unet_state.items():
+        torch.testing.assert_close(cached.unet_state[k], v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_reference_frames_limits_the_conditioning_frames(tmp_path):
+    config = training.config_from_args(training.build_parser().parse_args(
+        _args(tmp_path, "--base", str(sd15_checkpoint("tiny", "taesd")), "--reference-frames", "1")))
+    assert config.reference_frames == 1
+    videos = training.find_videos(str(fx.ubc_dataset_folder()))
+    # every video conditions on its first frame only; targets still range over all its frames
+    assert [(v, 0) for v in range(len(videos))] == [(v, k) for v, video in enumerate(videos)
+                                                    for k in range(min(len(video), config.reference_frames))]
+    bad = training.config_from_args(training.build_parser().parse_args(
+        _args(tmp_path, "--base", str(sd15_checkpoint("tiny", "taesd")), "--reference-frames", "0")))
+    with pytest.raises(AnimaPoseError, match="at least 1"):
+        training.train_stage1(bad)

@@ -4,6 +4,11 @@ Fixtures are linked under the file names real users have (``mm_sd_v15_v2.ckpt``,
 the shipped example workflows run unchanged against them. ``profile`` picks the SD1.5 UNet size: "tiny" for fast
 tests, "small" (SD1.5's block positions) for the demo. The loaders' known-file check reports that these files are
 not the releases.
+
+``dreampose="trained"`` (the demo) links the tiny DreamPose trained on synthetic people
+(``scripts/train_demo_dreampose.py``, trained into the fixture cache on first use), a held-out synthetic subject's
+photo and UV map, and a synthetic walk as the driving poses, so the DreamPose workflows draw a figure that follows
+the poses; ``"random"`` (the test tiers) links random-weight files in the official layouts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ SUBJECT_POSES = "dreampose_subject_poses"
 DRIVING_VIDEO = "dreampose_driving.mp4"
 
 
-def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
+def demo_files(profile: str = "tiny", dreampose: str = "random") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
     from ..fixtures.densepose import densepose_torchscript_file, driving_video_file
     from ..fixtures.dreampose import (
@@ -31,7 +36,7 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
 
-    return {
+    files = {
         "models/checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
         "models/animatediff_models": [
             ("mm_sd_v15_v2.ckpt", motion_module_file("v2", "original", profile, ext=".ckpt")),
@@ -52,3 +57,15 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
                   # a figure dancing on a plain backdrop, for the DensePose estimator (video-to-video)
                   (DRIVING_VIDEO, driving_video_file(8, 80, 64))],
     }
+    if dreampose == "trained":
+        from ..fixtures.dreampose_trained import people_uv_folder, subject_pose_folder, trained_dreampose_folder
+
+        trained = trained_dreampose_folder()
+        files["models/dreampose"] = [(name, trained / name) for name in ("unet_epoch_20.pth", "adapter_20.pth",
+                                                                          "vae_1499.pth")]
+        files["models/clip_vision"] = [("clip-vit-base-patch32", trained / "clip-vit-base-patch32")]
+        files["input"] = [(POSES_FOLDER, people_uv_folder("walk", 8)), (SUBJECT_IMAGE, trained / "subject.png"),
+                          (SUBJECT_POSES, subject_pose_folder())]
+    elif dreampose != "random":
+        raise ValueError("dreampose must be 'trained' or 'random'")
+    return files

@@ -270,3 +270,12 @@ def test_synthetic_sequence_is_a_moving_uv_body():
     assert a.min() >= 0 and a.max() <= 1
     assert (a[0] - a[3]).abs().max() > 0.1  # it moves
     assert math.isclose(float(a[:, 0][body].min()), 0.05, abs_tol=0.05)
+
+
+def test_single_mode_repeats_each_frames_own_pose():
+    # the paper's 1-frame ablation (and the released code's training input): pose i in all five slots
+    assert window_indices(4, "single").tolist() == [[i] * 5 for i in range(4)]
+    uv = torch.rand(3, 2, 16, 16)
+    w = pose_windows(uv, (2, 2), "single")
+    for slot in range(5):
+        torch.testing.assert_close(w[:, 2 * slot:2 * slot + 2], w[:, 4:6])

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.motion", "animapose.motion.module",
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
         "animapose.dreampose.training", "animapose.densepose.model", "animapose.densepose.convert",
-        "animapose.densepose.sequence", "animapose.densepose.estimate"]
+        "animapose.densepose.sequence", "animapose.densepose.estimate", "animapose.synthetic",
+        "animapose.synthetic.people", "animapose.synthetic.people_metrics", "animapose.synthetic.people_vae"]
 COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")
 
 

@@ -1,0 +1,195 @@
+"""Measuring the DreamPose paper's claims on the tiny DreamPose trained on synthetic people.
+
+``TrainedDreamPose`` loads the trained files through the pack's own loaders and generates with the pack's pipeline
+(image conditioning, pose windows, ComfyUI's dual-CFG guider, shared noise, decode), as the nodes do, at 64x80.
+``measure(seed)`` runs one trial: a driving video of a training subject (a new motion phase and position), another
+subject, and the held-out subject, and returns every figure the claims compare. ``scripts/measure_dreampose_claims.py``
+runs it over seeds for the README; ``tests/comfy/test_dreampose_claims.py`` checks the claims on fewer seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from animapose.synthetic import people
+from animapose.synthetic import people_metrics as pm
+
+HW = (80, 64)
+FRAMES = 4
+STEPS = 4
+IMAGE_CFG = 3.0  # s_I
+POSE_CFG = 3.0  # s_p
+FINETUNE_STEPS = 20
+
+
+@dataclass
+class Generation:
+    frames: np.ndarray  # (N, H, W, 3)
+    uv: np.ndarray  # (N, 2, H, W), the driving poses
+
+
+class TrainedDreamPose:
+    def __init__(self, folder: Path):
+        from animapose.dreampose.checkpoint import load_unet, read_adapter, read_vae
+        from animapose.dreampose.pipeline import load_clip_b32
+
+        self.folder = Path(folder)
+        self.model = load_unet(str(self.folder / "unet_epoch_20.pth"))
+        self.adapter = read_adapter(str(self.folder / "adapter_20.pth"))
+        self.vae = read_vae(str(self.folder / "vae_1499.pth"))
+        self.clip = load_clip_b32(str(self.folder / "clip-vit-base-patch32"), "clip")
+        self._features: dict = {}
+        self.tag = "people-v1"  # the features depend only on the fixed CLIP fixture and the hand-set VAE
+
+    def features(self, key, pictures: torch.Tensor):
+        """CLIP tokens and VAE latents of 640x512-fitted pictures, cached per picture (in memory and in the fixture
+        cache, keyed by the picture's bytes and the model folder): the encoders are frozen, and at 640x512 these
+        encodes are the costliest step on a CPU."""
+        import hashlib
+
+        from animapose.dreampose.pipeline import OFFICIAL_HW, fit_images, reference_features
+        from tests.harness.env import FIXTURES
+
+        parts = []
+        for k in range(pictures.shape[0]):
+            picture = pictures[k:k + 1].contiguous()
+            digest = hashlib.sha1(picture.numpy().tobytes()).hexdigest()[:16]
+            disk = FIXTURES / "dreampose_people_features" / f"{self.tag}-{digest}.pt"
+            if digest not in self._features and disk.exists():
+                self._features[digest] = torch.load(disk, weights_only=True)
+            if digest not in self._features:
+                fitted = picture if key == "black" else fit_images(picture, OFFICIAL_HW, "letterbox")
+                with torch.no_grad():
+                    self._features[digest] = tuple(t.detach() for t in reference_features(self.clip, self.vae, fitted))
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(self._features[digest], disk)
+            parts.append(self._features[digest])
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def conditioning(self, key, photos: np.ndarray, adapter=None):
+        """(positive, negative) as ``pipeline.image_conditioning`` builds them (average over the photos)."""
+        from animapose.dreampose.pipeline import META, OFFICIAL_HW
+
+        adapter = adapter or self.adapter
+        clip_tokens, latent = self.features(key, torch.from_numpy(np.asarray(photos, dtype=np.float32)))
+        black = self.features("black", torch.zeros(1, OFFICIAL_HW[1], OFFICIAL_HW[0], 3))
+        with torch.no_grad():
+            tokens = adapter(clip_tokens, latent).mean(0, keepdim=True).float()
+            uncond = adapter(*black).float()
+        meta = {"value_range": "clean", "photos": len(photos)}
+        return [[tokens, {META: meta}]], [[uncond, {META: dict(meta)}]]
+
+    def generate(self, cond, uv: np.ndarray, image_cfg: float = IMAGE_CFG, pose_cfg: float = POSE_CFG,
+                 window: str = "clamp", seed: int = 0, model=None, vae=None, steps: int = STEPS) -> Generation:
+        import comfy.samplers
+
+        from animapose.dreampose.guidance import dreampose_guider
+        from animapose.dreampose.pipeline import PoseSequence, SharedNoise, decode, pose_conditioning, sample_frames
+
+        model, vae = model or self.model, vae or self.vae
+        poses = PoseSequence(torch.from_numpy(np.asarray(uv, dtype=np.float32)), "synthetic")
+        pos, middle, neg, latent = pose_conditioning(cond[0], cond[1], poses, HW[1], HW[0], "letterbox", window)
+        guider = dreampose_guider(model, pos, middle, neg, image_cfg, pose_cfg)
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "karras", steps)
+        sampler = comfy.samplers.sampler_object("euler")
+        with torch.no_grad():
+            out = sample_frames(guider, sampler, sigmas, SharedNoise(seed), latent, frames_per_batch=len(uv))
+            frames = decode(vae, out)
+        return Generation(frames.float().numpy(), np.asarray(uv))
+
+    def finetune(self, photo: np.ndarray, uv: np.ndarray, steps: int = FINETUNE_STEPS, seed: int = 0):
+        """Stages 2a (UNet + adapter) and 2b (VAE decoder) on one photo, at the generation size."""
+        from animapose.dreampose.finetune import StageSettings, finetune_unet, finetune_vae_decoder
+        from animapose.dreampose.pipeline import PoseSequence
+
+        images = torch.from_numpy(np.asarray(photo, dtype=np.float32))[None]
+        poses = PoseSequence(torch.from_numpy(np.asarray(uv, dtype=np.float32))[None], "photo")
+        unet = StageSettings(steps=steps, learning_rate=1e-4, width=HW[1], height=HW[0], seed=seed,
+                             gradient_checkpointing=False)
+        model, adapter, _ = finetune_unet(self.model, self.adapter, self.clip, self.vae, images, poses, unet)
+        decoder = StageSettings(steps=steps, learning_rate=1e-4, width=HW[1], height=HW[0], seed=seed,
+                                gradient_checkpointing=False)
+        vae, _ = finetune_vae_decoder(self.vae, images, decoder)
+        return model, adapter, vae
+
+
+def clothing_regions(video: people.Video) -> list[dict[str, np.ndarray]]:
+    """Per frame: the driving pose's shirt and trouser pixels."""
+    return [f.clothing_masks() for f in video.frames]
+
+
+def round_trip(dp: TrainedDreamPose, images: np.ndarray) -> np.ndarray:
+    """Pictures through the model's VAE and back, decoded as the pipeline decodes: what a perfect model draws."""
+    from animapose.dreampose.adapter import vae_encode_input
+
+    with torch.no_grad():
+        pictures = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        decoded = dp.vae.decode(dp.vae.encode(vae_encode_input(pictures, "clean"))).float()
+    return (decoded * 2 - 1).clamp(0, 1).numpy()
+
+
+def colour_error(dp: TrainedDreamPose, gen: Generation, video: people.Video) -> float:
+    """Mean over frames of the RGB distance between the generated clothing colours and those of the real frames
+    after a VAE round trip (at 64x80 the 8x8 latent blurs thin limbs into the backdrop; comparing with the round
+    trip leaves only what the UNet gets wrong)."""
+    truth = round_trip(dp, video.images)
+    errors = []
+    for frame, real, regions in zip(gen.frames, truth, clothing_regions(video)):
+        wanted = pm.region_colours(real, regions)
+        errors.append(pm.colour_error(frame, regions, wanted))
+    return float(np.nanmean(errors))
+
+
+def pose_iou(gen: Generation) -> float:
+    return float(pm.pose_iou(gen.frames, gen.uv, people.BACKGROUND).mean())
+
+
+def measure(dp: TrainedDreamPose, seed: int, finetune: bool = True) -> dict[str, float]:
+    """Every figure of one trial (its subjects, motions and noise drawn from ``seed``)."""
+    from tests.fixtures.dreampose_trained import _script
+
+    script = _script()
+    g = np.random.default_rng(seed)
+    own_k, other_k = g.choice(script.VIDEOS, 2, replace=False)
+    own, other = people.make_subject(int(own_k)), people.make_subject(int(other_k))  # training subjects (seed 0)
+    motion = people.MOTIONS[seed % len(people.MOTIONS)]
+    drive = people.make_video(own, motion, FRAMES, HW, seed=10_000 + seed)
+    # photos depend on the subject only, so their (cached) features serve every seed
+    photos = people.make_video(own, "turn", 3, HW, seed=20_000 + int(own_k)).images  # 3 photos of the subject
+    other_photo = people.make_video(other, "turn", 1, HW, seed=20_000 + int(other_k)).images
+    noise = 100 + seed
+    own1 = dp.conditioning(("own", seed), photos[:1])
+    r: dict[str, float] = {}
+    base = dp.generate(own1, drive.uv, seed=noise)
+    r["iou"] = pose_iou(base)
+    r["iou_zero_pose"] = pose_iou(dp.generate(own1, np.zeros_like(drive.uv), seed=noise))
+    r["colour_err"] = colour_error(dp, base, drive)
+    r["colour_err_other_photo"] = colour_error(dp, dp.generate(dp.conditioning(("other", seed), other_photo),
+                                                               drive.uv, seed=noise), drive)
+    r["colour_err_3_photos"] = colour_error(dp, dp.generate(dp.conditioning(("own", seed), photos), drive.uv,
+                                                            seed=noise), drive)
+    r["iou_sp1"] = pose_iou(dp.generate(own1, drive.uv, pose_cfg=1.0, seed=noise))
+    r["colour_err_sI1"] = colour_error(dp, dp.generate(own1, drive.uv, image_cfg=1.0, seed=noise), drive)
+    r["flicker"] = pm.flicker(base.frames, drive.uv)
+    r["flicker_single"] = pm.flicker(dp.generate(own1, drive.uv, window="single", seed=noise).frames, drive.uv)
+    if finetune:
+        unseen = people.make_subject(script.UNSEEN_SUBJECT_SEED + seed)
+        photo = people.make_video(unseen, "turn", 1, HW, seed=40_000 + seed).frames[0]
+        drive_u = people.make_video(unseen, motion, FRAMES, HW, seed=50_000 + seed)
+        cond = dp.conditioning(("unseen", seed), photo.image[None])
+        r["unseen_colour_err"] = colour_error(dp, dp.generate(cond, drive_u.uv, seed=noise), drive_u)
+        model, adapter, vae = dp.finetune(photo.image, photo.uv, seed=seed)
+        cond_ft = dp.conditioning(("unseen", seed), photo.image[None], adapter=adapter)
+        r["unseen_colour_err_finetuned"] = colour_error(
+            dp, dp.generate(cond_ft, drive_u.uv, seed=noise, model=model, vae=vae), drive_u)
+    return r
+
+
+def vae_ceiling(dp: TrainedDreamPose, seed: int = 0) -> dict[str, float]:
+    """The best IoU the 64x80 frames allow: the driving video itself after a VAE round trip."""
+    drive = people.make_video(people.make_subject(seed), people.MOTIONS[seed % 3], FRAMES, HW, seed=10_000 + seed)
+    return {"iou": pose_iou(Generation(round_trip(dp, drive.images), drive.uv))}
