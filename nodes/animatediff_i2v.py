@@ -66,4 +66,73 @@ class PIAImage(PackNode):
         return io.NodeOutput(pos, neg, latent)
 
 
-NODES = [PIAImage]
+class LoadSparseCtrl(PackNode):
+    DISPLAY = "AnimaPose Load SparseCtrl"
+
+    @classmethod
+    def define_schema(cls):
+        from ..animapose.motion import NORM_CHOICES
+
+        return io.Schema(
+            node_id=PREFIX + "LoadSparseCtrl",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Loads a SparseCtrl encoder (v3_sd15_sparsectrl_rgb.ckpt or _scribble.ckpt, or diffusers' layout) from "
+                "models/controlnet as a native CONTROL_NET: connect it to ComfyUI's 'Apply ControlNet' node with the "
+                "keyframe images (and the VAE for the RGB variant). Keyframes land on the frames chosen by 'AnimaPose "
+                "SparseCtrl Keyframes' (default: spread over the clip); every other frame is masked out."),
+            inputs=[
+                io.Combo.Input("sparsectrl_name", options=_files(CONTROLNET_FOLDER),
+                               tooltip="SparseCtrl file in models/controlnet (RGB: keyframe pictures through the VAE; "
+                                       "scribble: line drawings)."),
+                io.Combo.Input("groupnorm", options=NORM_CHOICES, default=NORM_CHOICES[0],
+                               tooltip="GroupNorm of its motion modules: 'original code (auto)' per frame as AnimateDiff's "
+                                       "own SparseCtrl; 'diffusers' across the clip as diffusers' SparseControlNetModel."),
+            ],
+            outputs=[io.ControlNet.Output(display_name="control_net",
+                                          tooltip="The SparseCtrl encoder, for the 'Apply ControlNet' nodes.")],
+        )
+
+    @classmethod
+    def execute(cls, sparsectrl_name: str, groupnorm: str) -> io.NodeOutput:
+        from ..animapose.motion import NORM_DIFFUSERS
+        from ..animapose.motion.sparsectrl import load_sparsectrl
+
+        with node_errors(cls.DISPLAY):
+            path = full_path(CONTROLNET_FOLDER, sparsectrl_name, "sparsectrl_name")
+            control = load_sparsectrl(path, sparsectrl_name, groupnorm == NORM_DIFFUSERS)
+        return io.NodeOutput(control)
+
+
+class SparseCtrlKeyframes(PackNode):
+    DISPLAY = "AnimaPose SparseCtrl Keyframes"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "SparseCtrlKeyframes",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Chooses the frames SparseCtrl's hint images land on: the n-th image of the batch given to 'Apply "
+                "ControlNet' goes to the n-th frame number; all other frames get no hint (mask 0). Works inside "
+                "context windows (each window sees the keyframes that fall in it)."),
+            inputs=[
+                io.ControlNet.Input("control_net", tooltip="A SparseCtrl encoder from 'AnimaPose Load SparseCtrl'."),
+                io.String.Input("frame_indices", default="0, -1",
+                                tooltip="Frame numbers, comma-separated, one per hint image; negative numbers count "
+                                        "from the end (-1 = last frame). Empty: spread the images evenly."),
+            ],
+            outputs=[io.ControlNet.Output(display_name="control_net", tooltip="The encoder with its keyframe frames set.")],
+        )
+
+    @classmethod
+    def execute(cls, control_net, frame_indices: str) -> io.NodeOutput:
+        from ..animapose.motion.sparsectrl import with_keyframes
+
+        with node_errors(cls.DISPLAY):
+            return io.NodeOutput(with_keyframes(control_net, frame_indices))
+
+
+NODES = [PIAImage, LoadSparseCtrl, SparseCtrlKeyframes]

@@ -121,6 +121,23 @@ def test_apply_path_places_keyframes_like_diffusers(small_model):
     c.cleanup()
 
 
+def test_window_copies_place_keyframes_inside_the_window():
+    from types import SimpleNamespace
+
+    control = with_keyframes(load_sparsectrl(str(sparsectrl_file("scribble", "tiny", "original")), "x"), "0, -1")
+    images = torch.rand(2, 3, 16, 16)
+    control = control.copy().set_cond_hint(images)
+    late = control.for_window(6, SimpleNamespace(index_list=[2, 3, 4, 5]))
+    early = control.for_window(6, SimpleNamespace(index_list=[0, 1, 2, 3]))
+    middle = control.for_window(6, SimpleNamespace(index_list=[1, 2, 3, 4]))
+    for window, frame, row in ((late, 3, 1), (early, 0, 0)):
+        hint = window._hint(4, 2, 2, "cpu", torch.float32)
+        assert hint[:, -1, 0, 0].tolist() == [1.0 if f == frame else 0.0 for f in range(4)]
+        assert torch.allclose(hint[frame, :3], images[row])
+    assert middle._hint(4, 2, 2, "cpu", torch.float32).abs().sum() == 0
+    assert control.window is None and late.encoded is control.encoded
+
+
 def test_keyframe_plan():
     assert keyframe_plan(None, 2, 16) == [(0, 0), (1, 15)]
     assert keyframe_plan(None, 1, 16) == [(0, 0)]
@@ -133,7 +150,6 @@ def test_keyframe_plan():
 
 def test_samples_with_motion_model_and_windows(tiny, tiny_motion):
     import nodes
-
     from animapose.motion.context import set_context_windows
     from animapose.motion.inflate import apply_motion_model
     from tests.comfy.helpers import run

@@ -14,6 +14,8 @@ CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
 POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
 SUBJECT_POSES = "dreampose_subject_poses"
+FIRST_FRAME = "animapose_first_frame.png"
+LAST_FRAME = "animapose_last_frame.png"
 
 
 def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
@@ -28,13 +30,16 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
     )
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
+    from ..fixtures.sparsectrl import sparsectrl_file
 
     return {
         "models/checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
         "models/animatediff_models": [
             ("mm_sd_v15_v2.ckpt", motion_module_file("v2", "original", profile, ext=".ckpt")),
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
+            ("pia.ckpt", motion_module_file("pia", "original", profile, ext=".ckpt")),
         ],
+        "models/controlnet": [("v3_sd15_sparsectrl_rgb.ckpt", sparsectrl_file("rgb", profile, "original"))],
         "models/animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],
         "models/loras": [("v3_sd15_adapter.ckpt", domain_adapter_file(profile))],
         "models/dreampose": [
@@ -45,5 +50,7 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
         "models/clip_vision": [("clip-vit-base-patch32", tiny_clip_b32_folder())],
         "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file()),
                   # the subject photo's own UV map, for finetuning (the photo is 576x720, the same shape)
-                  (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7))],
+                  (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7)),
+                  # keyframes for the image-to-video and SparseCtrl workflows
+                  (FIRST_FRAME, subject_image_file(512, 512, seed=1)), (LAST_FRAME, subject_image_file(384, 512, seed=2))],
     }

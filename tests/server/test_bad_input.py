@@ -4,7 +4,6 @@ goes on serving (a good prompt runs right after)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 
