@@ -158,6 +158,11 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
         hint = self._hint(frames, x_noisy.shape[2], x_noisy.shape[3], x_noisy.device, dtype)
         hint = hint.repeat(batched_number, 1, 1, 1)
         context = cond.get("crossattn_controlnet", cond["c_crossattn"])
+        width = self.info.unet_config["context_dim"]
+        if context.shape[-1] != width:
+            raise AnimaPoseError("control_net", f"this SparseCtrl encoder reads {width}-wide text embeddings but the "
+                                 f"prompt's are {context.shape[-1]} wide (a different model family)",
+                                 "use SparseCtrl with an SD1.5 checkpoint", node="AnimaPose Load SparseCtrl")
         timestep = self.model_sampling_current.timestep(t)
         control = self.control_model(hint, timestep.to(dtype), comfy.model_management.cast_to_device(
             context, x_noisy.device, dtype), frames, x_noisy.to(dtype), self.norm_across_frames)

@@ -156,3 +156,40 @@ def test_node_path_samples_and_leaves_model_alone(tiny, small_model, pia_path):
     with pytest.raises(AnimaPoseError) as e:
         pia_conditioning(plain.model, pos, neg, _FakeVAE(), image, 4, "small motion")
     assert e.value.input_name == "model"
+
+
+def test_sampler_custom_advanced_and_context_windows(tiny, small_model, pia_path):
+    """The concat channels reach the UNet through SamplerCustomAdvanced too, and context windows slice them per window
+    (a window that got the whole clip's channels would fail on the channel-count check's batch)."""
+    from comfy_extras.nodes_custom_sampler import (
+        BasicScheduler,
+        CFGGuider,
+        KSamplerSelect,
+        RandomNoise,
+        SamplerCustomAdvanced,
+    )
+
+    from animapose.motion.context import set_context_windows
+
+    _, _, _, pos, neg = tiny
+    m = apply_motion_model(small_model, load_motion_model(str(pia_path), "pia.ckpt")).model
+    ppos, pneg, latent = pia_conditioning(m, pos, neg, _FakeVAE(), torch.rand(1, 64, 64, 3), 6, "loop (small motion)")
+    seen = []
+
+    def record(executor, x, *args, **kwargs):
+        seen.append(x[:, 4].flatten(1)[:, 0].tolist())  # the affinity channel of every frame in this call
+        return executor(x, *args, **kwargs)
+
+    windowed = set_context_windows(m, 4, 2, "standard_static", 1, False, "pyramid")
+    windowed.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", record)
+    guider = CFGGuider.execute(windowed, ppos, pneg, 5.0)[0]
+    sigmas = BasicScheduler.execute(windowed, "normal", 2, 1.0)[0]
+    out = SamplerCustomAdvanced.execute(RandomNoise.execute(3)[0], guider, KSamplerSelect.execute("euler")[0], sigmas,
+                                        latent)[0]["samples"]
+    m.detach()
+    assert out.shape == (6, 4, 8, 8) and torch.isfinite(out).all()
+    schedule = affinity_schedule(6, "loop (small motion)")
+    assert seen and all(len(s) in (4, 8) for s in seen)  # one window per call, cond and uncond batched or not
+    windows = {tuple(round(v, 4) for v in s[:4]) for s in seen}
+    assert windows <= {tuple(round(v, 4) for v in schedule[i:i + 4]) for i in range(3)}
+    assert len(windows) > 1
