@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
+from ..animapose.known_models import label_file
 from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors
 
 CONTROLNET_FOLDER = "controlnet"  # ComfyUI's own; Advanced-ControlNet users keep SparseCtrl files there too
@@ -102,7 +103,11 @@ class LoadSparseCtrl(PackNode):
         with node_errors(cls.DISPLAY):
             path = full_path(CONTROLNET_FOLDER, sparsectrl_name, "sparsectrl_name")
             control = load_sparsectrl(path, sparsectrl_name, groupnorm == NORM_DIFFUSERS)
-        return io.NodeOutput(control)
+        text = control.info.summary()
+        label = label_file("motion_modules", path, sparsectrl_name)
+        if label:
+            text += "\n" + label
+        return io.NodeOutput(control, ui=ui.PreviewText(text))
 
 
 class SparseCtrlKeyframes(PackNode):
