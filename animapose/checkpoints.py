@@ -114,8 +114,9 @@ def _first_sentence(e: Exception, limit: int = 120) -> str:
 
 
 def _unwrap(sd: dict) -> dict:
-    # Training scripts wrap weights as {"state_dict": ...} (AnimateDiff) or {"module": ...} (DeepSpeed).
-    for key in ("state_dict", "module"):
+    # Training scripts wrap weights as {"state_dict": ...} (AnimateDiff) or {"module": ...} (DeepSpeed);
+    # AnimateDiff's SparseCtrl loader also accepts {"controlnet": ...}.
+    for key in ("state_dict", "module", "controlnet"):
         inner = sd.get(key)
         if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
             return inner

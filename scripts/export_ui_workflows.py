@@ -34,6 +34,19 @@ NOTES = {
         "AnimaPose long animation (48 frames) with context windows\n\n"
         "Windows of 16 frames overlapping by 4 are sampled and fused each step, so clips longer than the motion "
         "module's positions work and memory stays that of one window."),
+    "animatediff_img2vid": (
+        "AnimaPose picture-to-animation (PIA)\n\n"
+        "Models: an SD1.5 checkpoint in models/checkpoints; pia.ckpt (PIA's motion module with its 9-channel conv_in) in "
+        "models/animatediff_models.\n"
+        "The picture becomes frame 0; 'affinity' sets how far later frames may move from it (PIA's presets: small / "
+        "moderate / large motion, loops, style transfer) or give your own per-frame list. PIA was trained at 512x512."),
+    "animatediff_sparsectrl_keyframes": (
+        "AnimaPose keyframes-to-animation (SparseCtrl RGB)\n\n"
+        "Models: an SD1.5 checkpoint; v3_sd15_mm.ckpt in models/animatediff_models; v3_sd15_sparsectrl_rgb.ckpt in "
+        "models/controlnet (the official configs also apply v3_sd15_adapter.ckpt as a LoRA at 1.0).\n"
+        "The keyframe images go through ComfyUI's own Apply ControlNet node (with the VAE); 'AnimaPose SparseCtrl "
+        "Keyframes' puts image n on frame number n of its list ('0, -1' = first and last frame), every other frame "
+        "is masked out. Official settings: DDIM, 25 steps, CFG 8.5."),
     "dreampose_pose_to_video": (
         "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
         "Models in models/dreampose: unet_epoch_20.pth, adapter_20.pth, a VAE (vae_*.pth or any SD1.x VAE); CLIP "

@@ -9,7 +9,8 @@ places break when the frames are the batch itself; ``FrameWindowHandler`` subcla
 - per-frame tensors inside ``model_conds`` (e.g. a ``c_concat`` with one row per frame) are only sliced when
   their ``ndim < dim``, never for dim 0: they are sliced to the window's frames;
 - a ControlNet's hint images stay the whole clip, so every window would be guided by the first frames' hints:
-  each window gets a shallow copy of the ControlNet chain whose hints are that window's frames.
+  each window gets a shallow copy of the ControlNet chain whose hints are that window's frames (a control with a
+  ``for_window(frames, window)`` method, SparseCtrl, makes its own window copy).
 
 It also moves the progress bar after every window: with thousands of frames one step takes minutes, and a bar
 that only moves per step looks frozen (the value runs over steps x windows, so it agrees with the sampler's own
@@ -68,6 +69,9 @@ def _window_cond(value, frames, window, device):
 
 
 def _window_control(control, frames, window):
+    if hasattr(control, "for_window"):
+        # Controls whose hints are not one row per frame (SparseCtrl keyframes) place them for the window themselves.
+        return control.for_window(frames, window)
     c = copy.copy(control)
     hint = getattr(control, "cond_hint_original", None)
     if isinstance(hint, torch.Tensor) and hint.ndim > 0 and hint.size(0) == frames:

@@ -1,8 +1,9 @@
 """What a motion-module file is, told from its keys and shapes alone (never from its name).
 
 ``normalize_motion_state_dict`` accepts the original AnimateDiff layout, the diffusers ``MotionAdapter`` layout
-and HotshotXL's layout, refuses the files people mistake for motion modules (checkpoints, LoRAs, PIA,
-AnimateLCM-I2V, SparseCtrl) with a message that names the fix, checks that every module is complete, and
+and HotshotXL's layout (and PIA, whose file adds a 9-channel ``conv_in``: see ``image_condition_weights``),
+refuses the files people mistake for motion modules (checkpoints, LoRAs, AnimateLCM-I2V, SparseCtrl) with a
+message that names the fix, checks that every module is complete, and
 returns the state dict in the original layout that ``MotionModelSet`` loads, plus a ``MotionModelInfo``.
 
 The family decides the two things the weights cannot say: which GroupNorms pool their statistics over the
@@ -50,6 +51,7 @@ V3_OR_V1 = "AnimateDiff v3 (or v1: the diffusers layout does not say)"
 SDXL_BETA = "AnimateDiff SDXL beta"
 HOTSHOT = "HotshotXL"
 LCM = "AnimateLCM"
+PIA = "PIA"
 
 # family -> (norm scope, recommended ComfyUI beta schedule). The original SD1.5 configs ask diffusers for
 # "linear" betas 0.00085..0.012, a plain linspace, which ComfyUI calls "sqrt_linear".
@@ -74,7 +76,14 @@ _FAMILY_TRAITS = {
     # AnimateLCM animatelcm_sd15: configs/inference-t2v.yaml use_inflated_groupnorm true, motion_module.py norms
     # after (b f); its LCMScheduler uses "linear" (linspace) betas 0.00085..0.012, original_inference_steps 100.
     LCM: (NormScope(motion=False, resnet=False), "lcm"),
+    # open-mmlab/PIA: animatediff/models/resnet.py ResnetBlock3D norms are plain GroupNorm on (b c f h w) (no
+    # inflated-groupnorm option at all), motion_module.py norms after (b f) as v1; example/config/base.yaml keeps
+    # the "linear" 0.00085..0.012 betas of the original.
+    PIA: (NormScope(motion=False, resnet=True), "sqrt_linear"),
 }
+
+# PIA's conv_in reads [noisy latent (4), per-frame affinity (1), image latent (4)].
+PIA_IN_CHANNELS = 9
 
 DEFAULT_HEADS = 8  # every release; the head count is not stored in the weights
 DEFAULT_NORM_GROUPS = 32
@@ -141,9 +150,10 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise AnimaPoseError(input_name, "the file holds no tensors", f"choose a motion module ({_EXAMPLES})")
-    for prefix in ("module.", "unet."):
-        tensors = strip_prefix(tensors, prefix)
+    tensors = _strip_wrappers(tensors)
     _refuse_foreign(tensors, input_name)
+    pia = _pia_weights(tensors, input_name)
+    tensors = {k: v for k, v in tensors.items() if k not in pia}
 
     layout = _layout(tensors, input_name)
     if layout == "hotshot":
@@ -188,6 +198,9 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     levels = len(down)
     base = {4: "SD1.5", 3: "SDXL"}.get(levels, "custom")
     family, position_length, notes = _family(layout, base, mid is not None, stored_length, lcm_table, config)
+    if pia:
+        family = PIA
+        notes = ["image-to-video: its 9-channel conv_in needs the 'AnimaPose PIA Image' node's conditioning"]
     scope, schedule = _FAMILY_TRAITS[family]
 
     canonical = {f"{name}{_TT}{rest}": value for name, params in modules.items() for rest, value in params.items()}
@@ -204,6 +217,36 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
         notes=tuple(notes))
     log.info("motion model: %s", info.summary().replace("\n", "; "))
     return canonical, info
+
+
+def image_condition_weights(sd: dict, input_name: str = "motion_model") -> dict[str, torch.Tensor]:
+    """The image-conditioning weights a motion-module file carries besides its motion modules: PIA's
+    ``conv_in.weight`` [C, 9, 3, 3] and ``conv_in.bias``; empty for every other format."""
+    tensors = _strip_wrappers({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
+    return _pia_weights(tensors, input_name)
+
+
+def _strip_wrappers(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in ("module.", "unet."):
+        tensors = strip_prefix(tensors, prefix)
+    return tensors
+
+
+def _pia_weights(tensors: dict[str, torch.Tensor], input_name: str) -> dict[str, torch.Tensor]:
+    """PIA's ``conv_in.*`` when the file is a motion-module file with one (a full UNet dump has resnets too and
+    keeps its own conv_in, which the loader ignores); raises when the conv_in is not PIA's shape."""
+    conv = {k: v for k, v in tensors.items() if k.startswith("conv_in.")}
+    if not conv or any(".resnets." in k for k in tensors):
+        return {}
+    w, b = conv.get("conv_in.weight"), conv.get("conv_in.bias")
+    fix = "choose PIA's pia.ckpt as released, or a motion module without a conv_in"
+    if w is None or b is None or set(conv) != {"conv_in.weight", "conv_in.bias"}:
+        raise AnimaPoseError(input_name, f"the file has an incomplete conv_in ({', '.join(sorted(conv))}); PIA's "
+                             "holds conv_in.weight and conv_in.bias", fix)
+    if w.dim() != 4 or w.shape[1] != PIA_IN_CHANNELS or tuple(w.shape[2:]) != (3, 3) or tuple(b.shape) != (w.shape[0],):
+        raise AnimaPoseError(input_name, f"the file's conv_in has shape {list(w.shape)} (bias {list(b.shape)}); PIA's "
+                             f"takes {PIA_IN_CHANNELS} channels: [width, 9, 3, 3]", fix)
+    return conv
 
 
 def build_motion_set(sd_original: dict[str, torch.Tensor], info: MotionModelInfo, operations=nn, dtype=None,
@@ -237,13 +280,12 @@ def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):
                              "load it with ComfyUI's LoRA loader (Load LoRA) on the model and choose a motion module here")
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
         raise AnimaPoseError(input_name, "this is a SparseCtrl encoder (a ControlNet-like model with its own motion "
-                             "modules), which AnimaPose does not support", f"choose a motion module ({_EXAMPLES})")
+                             "modules), not a motion module",
+                             "put it into models/controlnet and load it with the 'AnimaPose Load SparseCtrl' node; "
+                             f"choose a motion module here ({_EXAMPLES})")
     if any(k.startswith("img_encoder.") for k in keys):
         raise AnimaPoseError(input_name, "this is AnimateLCM-I2V (motion modules plus an image encoder), which "
                              "AnimaPose does not support", "use AnimateLCM_sd15_t2v (text-to-video) or another motion module")
-    if any(k.startswith("conv_in.") for k in keys) and not any(".resnets." in k for k in keys):
-        raise AnimaPoseError(input_name, "this is a PIA motion module (it replaces the UNet's conv_in to take an "
-                             "image condition), which AnimaPose does not support", f"choose a motion module ({_EXAMPLES})")
     if not motion_keys:
         raise AnimaPoseError(input_name, f"the file holds no motion modules (none of its {len(keys)} keys is under "
                              f"'motion_modules.' or 'temporal_attentions.', e.g. {', '.join(sorted(keys)[:3])})",

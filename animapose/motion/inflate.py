@@ -30,8 +30,15 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
 from ..numerics import warn_if_not_finite
-from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, schedules
-from .detect import DIFFUSERS_SCOPE, MotionModelInfo, NormScope, build_motion_set, normalize_motion_state_dict
+from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, schedules
+from .detect import (
+    DIFFUSERS_SCOPE,
+    MotionModelInfo,
+    NormScope,
+    build_motion_set,
+    image_condition_weights,
+    normalize_motion_state_dict,
+)
 from .module import MotionModelSet, MotionModule, group_norm_frames
 
 log = logging.getLogger(__name__)
@@ -47,9 +54,10 @@ class MotionModel:
     info: MotionModelInfo
     name: str
     loras: list[tuple[str, float]] = field(default_factory=list)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # PIA's conv_in (see image_conditioning)
 
     def clone(self) -> "MotionModel":
-        return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras))
+        return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras), self.extras)
 
 
 # Storage dtypes of the motion modules' weights ("default": whatever ComfyUI stores a UNet in, see weight_dtype).
@@ -68,6 +76,7 @@ def weight_dtype(name: str = "default") -> torch.dtype:
 def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
                       weight_dtype_name: str = "default") -> MotionModel:
     sd = load_state_dict(path, "model_name", "motion module")
+    extras = image_condition_weights(sd, "model_name")
     sd, info = normalize_motion_state_dict(sd, "model_name", adapter_config)
     # Weights are cast to the storage dtype once, after loading (casting before load_state_dict loses precision
     # and was a real bug elsewhere). The manual_cast ops cast each weight to the dtype of the activations that
@@ -80,7 +89,7 @@ def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
     patcher = comfy.model_patcher.ModelPatcher(
         motion_set, load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device())
-    return MotionModel(patcher, info, name)
+    return MotionModel(patcher, info, name, extras=extras)
 
 
 def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) -> MotionModel:
@@ -337,6 +346,8 @@ def apply_motion_model(model, motion: MotionModel, motion_scale: float = 1.0, be
 
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check(info))
+
+    image_conditioning.attach(m, motion)
 
     ms = schedules.model_sampling(m, schedule)
     if ms is not None:

@@ -20,6 +20,8 @@ POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
 SUBJECT_POSES = "dreampose_subject_poses"
 DRIVING_VIDEO = "dreampose_driving.mp4"
+FIRST_FRAME = "animapose_first_frame.png"
+LAST_FRAME = "animapose_last_frame.png"
 
 
 def demo_files(profile: str = "tiny", dreampose: str = "random") -> dict[str, list[tuple[str, Path]]]:
@@ -35,13 +37,16 @@ def demo_files(profile: str = "tiny", dreampose: str = "random") -> dict[str, li
     )
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
+    from ..fixtures.sparsectrl import sparsectrl_file
 
     files = {
         "models/checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
         "models/animatediff_models": [
             ("mm_sd_v15_v2.ckpt", motion_module_file("v2", "original", profile, ext=".ckpt")),
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
+            ("pia.ckpt", motion_module_file("pia", "original", profile, ext=".ckpt")),
         ],
+        "models/controlnet": [("v3_sd15_sparsectrl_rgb.ckpt", sparsectrl_file("rgb", profile, "original"))],
         "models/animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],
         "models/loras": [("v3_sd15_adapter.ckpt", domain_adapter_file(profile))],
         "models/dreampose": [
@@ -55,7 +60,9 @@ def demo_files(profile: str = "tiny", dreampose: str = "random") -> dict[str, li
                   # the subject photo's own UV map, for finetuning (the photo is 576x720, the same shape)
                   (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7)),
                   # a figure dancing on a plain backdrop, for the DensePose estimator (video-to-video)
-                  (DRIVING_VIDEO, driving_video_file(8, 80, 64))],
+                  (DRIVING_VIDEO, driving_video_file(8, 80, 64)),
+                  # keyframes for the image-to-video and SparseCtrl workflows
+                  (FIRST_FRAME, subject_image_file(512, 512, seed=1)), (LAST_FRAME, subject_image_file(384, 512, seed=2))],
     }
     if dreampose == "trained":
         from ..fixtures.dreampose_trained import people_uv_folder, subject_pose_folder, trained_dreampose_folder

@@ -23,6 +23,7 @@ API_WORKFLOWS = WORKFLOWS / "api"
 # node class -> {input: value} applied when the input is present
 CPU_SETTINGS = {
     "EmptyLatentImage": {"width": 64, "height": 64},
+    "ImageScale": {"width": 64, "height": 64},
     "KSampler": {"steps": 3},
     "KSamplerAdvanced": {"steps": 3},
     "BasicScheduler": {"steps": 3},

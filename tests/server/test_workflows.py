@@ -18,6 +18,8 @@ def _frames(prompt: dict) -> int:
     for node in prompt.values():
         if node["class_type"] == "EmptyLatentImage":
             return node["inputs"]["batch_size"]
+        if node["class_type"] == "AnimaPose_PIAImage":
+            return node["inputs"]["frames"]
     return 8  # the DreamPose demo pose sequence
 
 

@@ -11,7 +11,7 @@ import torch
 from animapose.checkpoints import load_state_dict
 from animapose.errors import AnimaPoseError
 from animapose.motion import detect
-from animapose.motion.detect import NormScope, build_motion_set, normalize_motion_state_dict
+from animapose.motion.detect import NormScope, build_motion_set, image_condition_weights, normalize_motion_state_dict
 from tests.fixtures import motion as fx
 
 SD15 = (32, 64, 128, 128)
@@ -193,14 +193,36 @@ def test_refuses_image_lora_and_domain_adapter():
     assert "domain adapter" in e.problem and "LoRA loader" in e.fix
 
 
+def test_refuses_unsupported_variants():
+    e = _error({**_motion(), "img_encoder.conv.weight": torch.zeros(2)})
+    assert "AnimateLCM-I2V" in e.problem and "not support" in e.problem
+
+
+def test_sparsectrl_is_sent_to_its_loader():
+    e = _error({**_motion(), "controlnet_cond_embedding.conv_in.weight": torch.zeros(2)})
+    assert "SparseCtrl" in e.problem and "Load SparseCtrl" in e.fix
+
+
+@pytest.mark.parametrize("layout", ["original", "diffusers"])
+def test_detects_pia(layout):
+    sd = fx.motion_state_dict("pia", layout, "micro", dtype="fp32")
+    assert sd["conv_in.weight"].shape == (32, 9, 3, 3)
+    canonical, info = normalize_motion_state_dict(sd)
+    assert info.family == "PIA" and info.mid_channels is None and info.position_length == 32
+    assert info.norm_scope.resnet and not info.norm_scope.motion and info.beta_schedule == "sqrt_linear"
+    assert not any(k.startswith("conv_in.") for k in canonical)
+    extras = image_condition_weights({"module." + k: v for k, v in sd.items()})
+    assert set(extras) == {"conv_in.weight", "conv_in.bias"} and torch.equal(extras["conv_in.weight"], sd["conv_in.weight"])
+    assert image_condition_weights(fx.motion_state_dict("v3", layout, "micro")) == {}
+
+
 @pytest.mark.parametrize("extra,words", [
-    ({"conv_in.weight": torch.zeros(32, 9, 3, 3), "conv_in.bias": torch.zeros(32)}, "PIA"),
-    ({"img_encoder.conv.weight": torch.zeros(2)}, "AnimateLCM-I2V"),
-    ({"controlnet_cond_embedding.conv_in.weight": torch.zeros(2)}, "SparseCtrl"),
+    ({"conv_in.weight": torch.zeros(32, 8, 3, 3), "conv_in.bias": torch.zeros(32)}, "takes 9 channels"),
+    ({"conv_in.weight": torch.zeros(32, 9, 3, 3)}, "incomplete conv_in"),
 ])
-def test_refuses_unsupported_variants(extra, words):
+def test_refuses_broken_pia(extra, words):
     e = _error({**_motion(), **extra})
-    assert words in e.problem and "not support" in e.problem
+    assert words in e.problem and "pia.ckpt" in e.fix
 
 
 def test_refuses_file_without_motion_modules():

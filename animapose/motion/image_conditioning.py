@@ -1,0 +1,171 @@
+"""PIA (image-to-video through extra input channels) on an inflated MODEL, through ModelPatcher APIs only.
+
+PIA's ``conv_in`` reads 9 channels per frame: the noisy latent (4), a per-frame *affinity* (1, how closely the
+frame should follow the input picture) and the picture's latent (4). diffusers' ``UNetMotionModel.from_unet2d``
+keeps the image model's weights for the first 4 input channels and its bias, and takes channels 4..8 from the
+PIA file; ``attach`` reproduces exactly that as a padded weight patch on the clone (``"diff"`` with
+``pad_weight``), so the incoming MODEL keeps its 4-channel ``conv_in`` and a LoRA or model merge still works on
+the rest. ``pia_conditioning`` supplies the 5 extra channels as concat conditioning (``noise_concat``, which
+ComfyUI concatenates after the noisy latent), so every sampler, CFG and context windows (which slice it per
+window) apply unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+
+import comfy.patcher_extension
+import torch
+
+from ..errors import AnimaPoseError
+
+log = logging.getLogger(__name__)
+
+KEY = "animapose_pia"
+CONV_KEY = "diffusion_model.input_blocks.0.0.weight"
+LATENT_CHANNELS = 4
+EXTRA_CHANNELS = 5
+
+# The affinity schedules of PIA's inference code (animatediff/utils/util.py RANGE_LIST, also diffusers'
+# pipeline_pia.py): index = distance in frames from the conditioning frame, padded with the last value.
+AFFINITY_PRESETS: dict[str, list[float]] = {
+    "small motion": [1.0, 0.9, 0.85, 0.85, 0.85, 0.8],
+    "moderate motion": [1.0, 0.8, 0.8, 0.8, 0.79, 0.78, 0.75],
+    "large motion": [1.0, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5],
+    "loop (small motion)": [1.0, 0.9, 0.85, 0.85, 0.85, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.85, 0.85, 0.9, 1.0],
+    "loop (moderate motion)": [1.0, 0.8, 0.8, 0.8, 0.79, 0.78, 0.75, 0.75, 0.75, 0.75, 0.75, 0.78, 0.79, 0.8, 0.8, 1.0],
+    "loop (large motion)": [1.0, 0.8, 0.7, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.8, 1.0],
+    "style transfer (small motion)": [0.5, 0.4, 0.4, 0.4, 0.35, 0.3],
+    "style transfer (moderate motion)": [0.5, 0.4, 0.4, 0.4, 0.35, 0.35, 0.3, 0.25, 0.2],
+    "style transfer (large motion)": [0.5, 0.2],
+}
+PRESET_NAMES = list(AFFINITY_PRESETS)
+
+
+@dataclass(frozen=True)
+class PIAMarker:
+    """Attachment saying that a MODEL reads PIA's image channels (and from which motion model)."""
+
+    name: str
+    width: int
+
+
+def affinity_schedule(frames: int, preset: str, custom: str = "", cond_frame: int = 0) -> list[float]:
+    """Per-frame affinity: ``values[|i - cond_frame|]``, the list padded with its last value (PIA's
+    ``prepare_mask_coef_by_statistics``). ``custom`` (comma-separated numbers) replaces the preset when given."""
+    if custom.strip():
+        values = parse_affinity(custom)
+    elif preset in AFFINITY_PRESETS:
+        values = AFFINITY_PRESETS[preset]
+    else:
+        raise AnimaPoseError("affinity", f"'{preset}' is not one of PIA's presets", f"pick one of {PRESET_NAMES}")
+    if not 0 <= cond_frame < frames:
+        raise AnimaPoseError("frames", f"the picture's frame {cond_frame} is outside a clip of {frames} frames",
+                             "use at least one frame")
+    padded = list(values) + [values[-1]] * max(0, frames - len(values))
+    return [padded[abs(i - cond_frame)] for i in range(frames)]
+
+
+def parse_affinity(text: str) -> list[float]:
+    fix = "enter comma-separated numbers between 0 and 1 (frame 0 first), e.g. 1.0, 0.9, 0.85, 0.8"
+    try:
+        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise AnimaPoseError("custom_affinity", f"'{text}' is not a list of numbers", fix) from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise AnimaPoseError("custom_affinity", f"'{text}' holds no usable numbers", fix)
+    return values
+
+
+# -- the MODEL side ---------------------------------------------------------------------------------------------
+
+def attach(m, motion) -> None:
+    """Called by ``apply_motion_model`` on its clone: removes an earlier PIA patch and, for a PIA motion model,
+    pads ``conv_in`` to 9 channels with PIA's weights for channels 4..8."""
+    detach(m)
+    weight = motion.extras.get("conv_in.weight")
+    if weight is None:
+        return
+    conv = m.model.diffusion_model.input_blocks[0][0]
+    if conv.weight.shape[1] != LATENT_CHANNELS or conv.weight.shape[0] != weight.shape[0]:
+        raise AnimaPoseError("motion_model", f"PIA's conv_in ({weight.shape[0]} channels from 9) does not fit the "
+                             f"model's conv_in ({conv.weight.shape[0]} channels from {conv.weight.shape[1]})",
+                             "use PIA with a plain SD1.5 checkpoint (not an inpainting or other 9-channel model)")
+    diff = torch.zeros(weight.shape, dtype=torch.float32)
+    diff[:, LATENT_CHANNELS:] = weight[:, LATENT_CHANNELS:].float()
+    m.add_patches({CONV_KEY: ("diff", (diff, {"pad_weight": True, KEY: True}))}, 1.0)
+    m.set_attachments(KEY, PIAMarker(motion.name, int(weight.shape[0])))
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _check_channels)
+
+
+def detach(m) -> None:
+    patches = m.patches.get(CONV_KEY)
+    if patches:
+        kept = [p for p in patches if not _is_ours(p[1])]
+        if len(kept) != len(patches):
+            if kept:
+                m.patches[CONV_KEY] = kept
+            else:
+                del m.patches[CONV_KEY]
+            m.patches_uuid = uuid.uuid4()
+    m.remove_attachments(KEY)
+    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+
+
+def _is_ours(value) -> bool:
+    return (isinstance(value, tuple) and len(value) == 2 and value[0] == "diff" and len(value[1]) > 1
+            and isinstance(value[1][1], dict) and value[1][1].get(KEY, False))
+
+
+def _check_channels(executor, x, *args, **kwargs):
+    expected = LATENT_CHANNELS + EXTRA_CHANNELS
+    if x.shape[1] != expected:
+        raise AnimaPoseError(
+            "motion_model", f"PIA reads the picture through {EXTRA_CHANNELS} extra input channels, but the UNet got "
+            f"{x.shape[1]} channels", "sample with the positive and negative conditioning from 'AnimaPose PIA Image'",
+            node="AnimaPose Apply Motion Model")
+    return executor(x, *args, **kwargs)
+
+
+def is_pia_model(model) -> bool:
+    return model.get_attachment(KEY) is not None
+
+
+# -- the conditioning side --------------------------------------------------------------------------------------
+
+def pia_concat(image_latent: torch.Tensor, schedule: list[float]) -> torch.Tensor:
+    """``(frames, 5, h, w)``: the affinity channel, then the (model-scaled) picture latent, for every frame."""
+    frames = len(schedule)
+    _, _, h, w = image_latent.shape
+    mask = torch.tensor(schedule, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 1, h, w)
+    return torch.cat([mask, image_latent[:1].float().expand(frames, -1, -1, -1)], dim=1).contiguous()
+
+
+def pia_conditioning(model, positive, negative, vae, image: torch.Tensor, frames: int, preset: str,
+                     custom: str = "") -> tuple[list, list, dict]:
+    """PIA's inputs for a sampler: conditionings carrying the concat channels and an empty latent of ``frames``
+    at the picture's size (rounded down to whole latent pixels). The picture is the clip's first frame."""
+    if not is_pia_model(model):
+        raise AnimaPoseError("model", "this MODEL has no PIA motion model applied, so nothing would read the picture",
+                             "load pia.ckpt with 'AnimaPose Load Motion Model', apply it with 'AnimaPose Apply "
+                             "Motion Model' and connect that MODEL here")
+    schedule = affinity_schedule(frames, preset, custom)
+    ratio = vae.spacial_compression_encode()
+    h, w = image.shape[1] // ratio, image.shape[2] // ratio
+    if h < 1 or w < 1:
+        raise AnimaPoseError("image", f"the picture ({image.shape[2]}x{image.shape[1]}) is smaller than one latent "
+                             f"pixel ({ratio}x{ratio})", "use a larger picture (PIA was trained at 512x512)")
+    if image.shape[0] > 1:
+        log.info("AnimaPose PIA: using the first of %d pictures", image.shape[0])
+    pixels = image[:1, : h * ratio, : w * ratio, :3]
+    latent = model.model.process_latent_in(vae.encode(pixels))
+    concat = pia_concat(latent, schedule)
+
+    def with_concat(conditioning):
+        return [[t[0], {**t[1], "noise_concat": concat}] for t in conditioning]
+
+    empty = torch.zeros(frames, LATENT_CHANNELS, h, w)
+    return with_concat(positive), with_concat(negative), {"samples": empty}
