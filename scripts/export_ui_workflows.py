@@ -34,6 +34,17 @@ NOTES = {
         "AnimaPose long animation (48 frames) with context windows\n\n"
         "Windows of 16 frames overlapping by 4 are sampled and fused each step, so clips longer than the motion "
         "module's positions work and memory stays that of one window."),
+    "animatediff_prompt_travel": (
+        "AnimaPose prompt travel (32 frames) with motion keyframes\n\n"
+        "Prompt Travel turns 'frame: prompt' lines into per-frame conditioning, blending the embeddings between "
+        "keyframes (frames must match the latent's batch). The Motion Multival ramps the motion amount from 0.7 to 1.1 "
+        "over the frames; the second Motion Keyframe calms it to 0.8 for the last 30% of the steps."),
+    "animatediff_long_freenoise": (
+        "AnimaPose long animation (64 frames): context windows + FreeNoise (+ FreeInit)\n\n"
+        "Windows of 16 frames start every 4 frames (overlap 12); FreeNoise gives every window a shuffled copy of "
+        "the first window's noise (context_stride = context_length - context_overlap), which together is the "
+        "FreeNoise paper's method. The FreeInit sampler (optional: connect KSamplerSelect straight to the sampler "
+        "input to skip it) runs 2 passes, each restarting from the low frequencies of the previous result."),
     "dreampose_pose_to_video": (
         "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
         "Models in models/dreampose: unet_epoch_20.pth, adapter_20.pth, a VAE (vae_*.pth or any SD1.x VAE); CLIP "
