@@ -80,7 +80,6 @@ def test_multival_frame_count_errors_before_sampling(tiny, tiny_motion):
     bad = apply_motion_model(model, tiny_motion, Multival(1.0, mask=torch.ones(3, 8, 8))).model
     with pytest.raises(AnimaPoseError, match="AnimaPose Motion Multival: input 'mask': the mask has 3 frames"):
         run(bad, pos, neg, frames=4, steps=1)
-    assert _no_motion_left(model)
 
 
 # -- several motion models ------------------------------------------------------------------------------------------
@@ -103,8 +102,12 @@ def test_chained_motion_models_hand_over_by_percent(tiny, tiny_motion, v3_motion
     # 4 steps of euler: 2 steps each, each step one UNet call per module
     assert len(calls["v2"]) == 2 * len(v2_mods) and len(calls["v3"]) == 2 * len(v3_mods)
     assert torch.isfinite(out).all()
-    # no leftovers: both sets are out of the UNet after sampling, and the inputs are untouched
+    # no leftovers: once the MODEL is unloaded both sets are out of the UNet, and the input MODEL never had any
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
     assert _no_motion_left(model) and not model.injections
+    assert all(not both.get_attachment(k).inserted for k in ("animapose", "animapose.2"))
     assert not torch.equal(out, run(apply_motion_model(model, tiny_motion).model, pos, neg, steps=4, seed=2))
 
 
@@ -115,6 +118,9 @@ def test_two_motion_models_at_once(tiny, tiny_motion, v3_motion):
     ref = run(one, pos, neg, seed=4)
     assert torch.equal(run(apply_motion_model(one, v3_motion, 0.0).model, pos, neg, seed=4), ref)
     assert not torch.equal(run(apply_motion_model(one, v3_motion, 1.0, KEEP).model, pos, neg, seed=4), ref)
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
     assert _no_motion_left(model)
 
 
