@@ -139,14 +139,14 @@ class ApplyMotionModel(PackNode):
                                        "original implementation of the detected format (v1 and HotshotXL normalise "
                                        "ResNets across frames); 'diffusers' matches diffusers' AnimateDiff pipelines, "
                                        "which AnimateDiff-Lightning was distilled with."),
-                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.01,
+                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.01, optional=True,
                                tooltip="Multiplies the keys inside every temporal attention (AnimateDiff-Evolved's "
                                        "'scale'): above 1 frames attend more sharply to each other, below 1 more "
                                        "evenly. 1 is the original."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001,
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001, optional=True,
                                tooltip="Where in the sampling this motion model starts (0 = first step). Chain Apply "
                                        "nodes with different ranges to hand over from one motion model to another."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001,
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, optional=True,
                                tooltip="Where in the sampling this motion model stops (1 = last step)."),
                 MultivalType.Input("effect_multival", optional=True,
                                    tooltip="Per-frame or masked motion_scale from 'AnimaPose Motion Multival'; "
