@@ -12,6 +12,10 @@ What ``apply_motion_model`` attaches to a *clone* of the incoming MODEL, all und
 - the motion module's noise schedule as a ``model_sampling`` object patch (when selected).
 
 The frame axis is the latent batch: one UNet call carries ``len(cond_or_uncond)`` chunks of ``frames`` latents.
+
+Applying another motion model to an inflated MODEL stacks it (``stages.py``): the second one gets the key
+``animapose.2`` (then ``.3``...) for its additional model, injection, insertion record and wrappers, and the one
+``forward_timestep_embed`` patch dispatches each module to its own stage (effect, scale, step range, keyframes).
 """
 
 from __future__ import annotations
