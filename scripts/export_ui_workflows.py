@@ -41,9 +41,10 @@ NOTES = {
         "over the frames; the second Motion Keyframe calms it to 0.8 for the last 30% of the steps."),
     "animatediff_long_freenoise": (
         "AnimaPose long animation (64 frames): context windows + FreeNoise (+ FreeInit)\n\n"
-        "Windows of 16 frames start every 4 frames (overlap 12); FreeNoise gives every window a shuffled copy of "
+        "Windows of 16 frames start every 12 frames (overlap 4); FreeNoise gives every window a shuffled copy of "
         "the first window's noise (context_stride = context_length - context_overlap), which together is the "
-        "FreeNoise paper's method. The FreeInit sampler (optional: connect KSamplerSelect straight to the sampler "
+        "FreeNoise paper's method (the paper slides by 4 frames: overlap 12 and stride 4, 3x the work). The "
+        "FreeInit sampler (optional: connect KSamplerSelect straight to the sampler "
         "input to skip it) runs 2 passes, each restarting from the low frequencies of the previous result."),
     "dreampose_pose_to_video": (
         "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
