@@ -76,20 +76,24 @@ def section_controls(args) -> tuple[dict, str]:
     repeats = args.repeats or 4
     quiet = quiet_from(args)
     times = bc.interleaved(runs, repeats, warmup=args.warmup, label="controls", quiet=quiet)
-    base = times["plain AnimateDiff"]["wall"]
+    base = times["plain AnimateDiff"]
     results, rows = {}, []
     for name, t in times.items():
-        s = bc.stats(t["wall"])
-        paired = bc.paired_ratios(t["wall"], base)
-        ratio = s["median"] / statistics.median(base)
-        results[name] = {"wall": s, "ratio": ratio, "paired": {k: v for k, v in paired.items() if k != "values"}}
+        s, c = bc.stats(t["wall"]), bc.stats(t["cpu"])
+        paired = bc.paired_ratios(t["wall"], base["wall"])
+        ratio = s["median"] / statistics.median(base["wall"])
+        cpu_ratio = c["median"] / statistics.median(base["cpu"])
+        results[name] = {"wall": s, "cpu": c, "ratio": ratio, "cpu_ratio": cpu_ratio,
+                         "paired": {k: v for k, v in paired.items() if k != "values"}}
         rows.append([name, bc.fmt_time(s), f"{ratio:.2f}x",
-                     f"{paired['median']:.2f}x [{paired['min']:.2f}..{paired['max']:.2f}]"])
+                     f"{paired['median']:.2f}x [{paired['min']:.2f}..{paired['max']:.2f}]", bc.fmt_time(c),
+                     f"{cpu_ratio:.2f}x"])
     text = bc.table(
         f"AnimateDiff controls vs plain AnimateDiff sampling (small fixture, {job.describe()}, euler/normal)",
-        ["variant", "sampling time", "vs plain", "paired ratio [min..max]"], rows,
+        ["variant", "wall time", "vs plain", "paired ratio [min..max]", "CPU time", "CPU vs plain"], rows,
         [f"Median [min-max] of {repeats} interleaved runs after {args.warmup} warm-up round(s); 'paired': per-pair "
-         "ratios of runs timed back to back. FreeInit's expected ratio is its iteration count.",
+         "ratios of runs timed back to back. CPU time (this process) is the steadier figure on a shared machine. "
+         "FreeInit's expected ratio is its iteration count.",
          interference_note(times, quiet)])
     return {"job": {"frames": job.frames, "size": job.size, "steps": job.steps}, "repeats": repeats,
             "variants": results, "interference": quiet.summary()}, text
