@@ -314,9 +314,10 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     patches = m.model_options.get("transformer_options", {}).get("patches", {})
     previous = stages_of(patches.get("forward_timestep_embed_patch"))
     if any(s.modules and s.modules[0] is motion.patcher.model.get_submodule(slots[0].module) for s in previous):
-        raise AnimaPoseError("motion_model", f"{motion.name} is already applied to this MODEL (the same modules "
-                             "cannot be inserted twice)", "chain a different motion model, or load the file with a "
-                             "second 'AnimaPose Load Motion Model' node")
+        raise AnimaPoseError("motion_model", f"{motion.name} (or a LoRA'd copy of it, which shares its modules) is "
+                             "already applied to this MODEL; the same modules cannot be inserted twice",
+                             "to change its settings during sampling use 'AnimaPose Motion Keyframe' on one Apply "
+                             "node; chain Apply nodes only with different motion models")
     key = _free_key(m)
     mm = motion.patcher.clone()
     state = _RunState()
