@@ -9,6 +9,7 @@ from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import NORM_CHOICES, WEIGHT_DTYPE_NAMES, schedules
+from .animatediff_controls import KeyframesType, MultivalType
 from .common import (
     MOTION_CATEGORY,
     MOTION_LORA_FOLDER,
@@ -126,7 +127,8 @@ class ApplyMotionModel(PackNode):
             description=(
                 "Inflates an image MODEL into an animation MODEL: the motion modules are inserted after every "
                 "resolution level's blocks, and the latent batch becomes the frame axis (16 frames = batch 16). "
-                "Works with any sampler node, LoRA and ControlNet. The incoming MODEL is not changed."),
+                "Works with any sampler node, LoRA and ControlNet. The incoming MODEL is not changed. Applied to a MODEL "
+                "that already has a motion model, it adds a second one (both run, each in its start/end range)."),
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.5 or SDXL MODEL matching the motion module's family."),
                 MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
@@ -142,16 +144,38 @@ class ApplyMotionModel(PackNode):
                                        "original implementation of the detected format (v1 and HotshotXL normalise "
                                        "ResNets across frames); 'diffusers' matches diffusers' AnimateDiff pipelines, "
                                        "which AnimateDiff-Lightning was distilled with."),
+                io.Float.Input("scale", default=1.0, min=0.0, max=10.0, step=0.01, optional=True,
+                               tooltip="Multiplies the keys inside every temporal attention (AnimateDiff-Evolved's "
+                                       "'scale'): above 1 frames attend more sharply to each other, below 1 more "
+                                       "evenly. 1 is the original."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.001, optional=True,
+                               tooltip="Where in the sampling this motion model starts (0 = first step). Chain Apply "
+                                       "nodes with different ranges to hand over from one motion model to another."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, optional=True,
+                               tooltip="Where in the sampling this motion model stops (1 = last step)."),
+                MultivalType.Input("effect_multival", optional=True,
+                                   tooltip="Per-frame or masked motion_scale from 'AnimaPose Motion Multival'; "
+                                           "replaces motion_scale when connected."),
+                MultivalType.Input("scale_multival", optional=True,
+                                   tooltip="Per-frame or masked scale from 'AnimaPose Motion Multival'; replaces scale "
+                                           "when connected."),
+                KeyframesType.Input("keyframes", optional=True,
+                                    tooltip="Keyframes from 'AnimaPose Motion Keyframe' that change effect and scale "
+                                            "by sampling percent."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The animation MODEL; sample it with a latent batch of frames.")],
         )
 
     @classmethod
-    def execute(cls, model, motion_model, motion_scale: float, beta_schedule: str, groupnorm: str) -> io.NodeOutput:
+    def execute(cls, model, motion_model, motion_scale: float, beta_schedule: str, groupnorm: str, scale: float = 1.0,
+                start_percent: float = 0.0, end_percent: float = 1.0, effect_multival=None, scale_multival=None,
+                keyframes=None) -> io.NodeOutput:
         from ..animapose.motion.inflate import apply_motion_model
 
         with node_errors(cls.DISPLAY):
-            applied = apply_motion_model(model, motion_model, motion_scale, beta_schedule, groupnorm)
+            applied = apply_motion_model(
+                model, motion_model, motion_scale if effect_multival is None else effect_multival, beta_schedule,
+                groupnorm, scale if scale_multival is None else scale_multival, start_percent, end_percent, keyframes)
         return io.NodeOutput(applied.model, ui=ui.PreviewText(applied.summary))
 
 

@@ -12,6 +12,8 @@ Sections (all by default; ``--section`` picks some):
   denoising loops are timed in one process, interleaved; peak memory is measured in one fresh process per side.
 - ``overhead``: the same ComfyUI sampling with and without the motion module, per fixture (``--profile``: small, and
   full SD1.5 shapes with the real-width v2 module), beside the motion modules' FLOP share and their own time.
+- ``controls``: the cost of each AnimateDiff control (prompt travel, multivals, keyframes, chained motion models,
+  FreeNoise, FreeInit) over plain AnimateDiff sampling on the small fixture (scripts/bench_animatediff_controls.py).
 - ``memory``: peak RSS against frame count (16/48/96) with the pack's context windows (16 frames, overlap 4), and
   without windows up to the motion module's 32 positions for contrast; one fresh process per point.
 
@@ -42,7 +44,7 @@ from scripts import bench_common as bc  # noqa: E402
 
 log = logging.getLogger("animapose.bench")
 
-SECTIONS = ["diffusers", "overhead", "memory"]
+SECTIONS = ["diffusers", "overhead", "memory", "controls"]
 # sd15 fixture profile -> (motion-module fixture profile, file dtype). The real-width module is stored in fp16 to
 # keep the file at 0.9 GB; the pack casts it to the UNet's dtype (fp32 on the CPU) when loading, so it computes
 # in fp32 like the small one.
@@ -519,7 +521,10 @@ def main(argv=None) -> int:
         return 0
     record = bc.start_record(bc.machine_info(), args)
     texts: list[str] = []
-    for name, fn in (("diffusers", section_diffusers), ("overhead", section_overhead), ("memory", section_memory)):
+    from scripts.bench_animatediff_controls import section_controls
+
+    for name, fn in (("diffusers", section_diffusers), ("overhead", section_overhead), ("memory", section_memory),
+                     ("controls", section_controls)):
         if name not in args.sections:
             continue
         section_args = argparse.Namespace(**vars(args))

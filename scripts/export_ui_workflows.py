@@ -47,6 +47,18 @@ NOTES = {
         "The keyframe images go through ComfyUI's own Apply ControlNet node (with the VAE); 'AnimaPose SparseCtrl "
         "Keyframes' puts image n on frame number n of its list ('0, -1' = first and last frame), every other frame "
         "is masked out. Official settings: DDIM, 25 steps, CFG 8.5."),
+    "animatediff_prompt_travel": (
+        "AnimaPose prompt travel (32 frames) with motion keyframes\n\n"
+        "Prompt Travel turns 'frame: prompt' lines into per-frame conditioning, blending the embeddings between "
+        "keyframes (frames must match the latent's batch). The Motion Multival ramps the motion amount from 0.7 to 1.1 "
+        "over the frames; the second Motion Keyframe calms it to 0.8 for the last 30% of the steps."),
+    "animatediff_long_freenoise": (
+        "AnimaPose long animation (64 frames): context windows + FreeNoise (+ FreeInit)\n\n"
+        "Windows of 16 frames start every 12 frames (overlap 4); FreeNoise gives every window a shuffled copy of "
+        "the first window's noise (context_stride = context_length - context_overlap), which together is the "
+        "FreeNoise paper's method (the paper slides by 4 frames: overlap 12 and stride 4, 3x the work). The "
+        "FreeInit sampler (optional: connect KSamplerSelect straight to the sampler "
+        "input to skip it) runs 2 passes, each restarting from the low frequencies of the previous result."),
     "dreampose_pose_to_video": (
         "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
         "Models in models/dreampose: unet_epoch_20.pth, adapter_20.pth, a VAE (vae_*.pth or any SD1.x VAE); CLIP "

@@ -12,6 +12,10 @@ What ``apply_motion_model`` attaches to a *clone* of the incoming MODEL, all und
 - the motion module's noise schedule as a ``model_sampling`` object patch (when selected).
 
 The frame axis is the latent batch: one UNet call carries ``len(cond_or_uncond)`` chunks of ``frames`` latents.
+
+Applying another motion model to an inflated MODEL stacks it (``stages.py``): the second one gets the key
+``animapose.2`` (then ``.3``...) for its additional model, injection, insertion record and wrappers, and the one
+``forward_timestep_embed`` patch dispatches each module to its own stage (effect, scale, step range, keyframes).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from .detect import (
     normalize_motion_state_dict,
 )
 from .module import MotionModelSet, MotionModule, group_norm_frames
+from .multival import MotionKeyframe, as_multival
+from .prompt_travel import check_conditioning_frames
+from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +203,6 @@ def _mid_position(seq) -> int:
 
 # -- runtime pieces -------------------------------------------------------------------------------------------
 
-def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:
-    """Frames in each cond/uncond chunk of a UNet batch (the latent batch is the frame axis)."""
-    chunks = len(transformer_options.get("cond_or_uncond") or [0])
-    if x.shape[0] % chunks:
-        raise RuntimeError(f"batch {x.shape[0]} is not a multiple of {chunks} cond chunks")
-    return x.shape[0] // chunks
-
-
 class _RunState:
     frames: int | None = None
 
@@ -216,9 +215,11 @@ class FrameGroupNorm(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.state = state
+        # chained motion models of the same kind share one wrapper; each adds its state while injected
+        self.more_states: list[_RunState] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = self.state.frames
+        frames = self.state.frames or next((s.frames for s in self.more_states if s.frames), None)
         if not frames or frames == 1 or x.shape[0] % frames:
             return self.inner(x)
         return group_norm_frames(x, frames, self.inner, True)
@@ -235,6 +236,7 @@ class InsertionRecord:
     def __init__(self):
         self.inserted: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
         self.wrapped: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
+        self.joined: list[FrameGroupNorm] = []
 
     def on_model_patcher_clone(self) -> "InsertionRecord":
         return InsertionRecord()
@@ -244,18 +246,20 @@ class MotionInjection:
     """Inserts the modules of one MotionModelSet at their slots; ``eject`` undoes exactly what the same patcher
     inserted. The instance holds configuration only; what was inserted lives in each patcher's record."""
 
-    def __init__(self, motion_set: MotionModelSet, slots: list[Slot], resnet_across_frames: bool, state: _RunState):
+    def __init__(self, motion_set: MotionModelSet, slots: list[Slot], resnet_across_frames: bool, state: _RunState,
+                 key: str = KEY):
         self.motion_set = motion_set
         self.slots = slots
         self.resnet_across_frames = resnet_across_frames
         self.state = state
+        self.key = key  # chained motion models each keep their own record
 
     def inject(self, model_patcher) -> None:
-        record = model_patcher.get_attachment(KEY)
+        record = model_patcher.get_attachment(self.key)
         if record is None:
             record = InsertionRecord()
-            model_patcher.set_attachments(KEY, record)
-        if record.inserted or record.wrapped:
+            model_patcher.set_attachments(self.key, record)
+        if record.inserted or record.wrapped or record.joined:
             return
         unet = model_patcher.model.diffusion_model
         for slot in self.slots:
@@ -272,14 +276,21 @@ class MotionInjection:
             for seq in _resnet_norm_holders(unet):
                 norm = seq[0]
                 if isinstance(norm, FrameGroupNorm):
+                    if norm.state is not self.state and self.state not in norm.more_states:
+                        norm.more_states.append(self.state)
+                        record.joined.append(norm)
                     continue
                 seq[0] = FrameGroupNorm(norm, self.state)
                 record.wrapped.append((seq, norm))
 
     def eject(self, model_patcher) -> None:
-        record = model_patcher.get_attachment(KEY)
+        record = model_patcher.get_attachment(self.key)
         if record is None:
             return
+        for norm in record.joined:
+            if self.state in norm.more_states:
+                norm.more_states.remove(self.state)
+        record.joined.clear()
         for seq, module in reversed(record.inserted):
             for i, m in enumerate(seq):
                 if m is module:
@@ -310,70 +321,97 @@ class Applied:
     summary: str
 
 
-def apply_motion_model(model, motion: MotionModel, motion_scale: float = 1.0, beta_schedule: str = schedules.AUTOSELECT,
-                       norm_scope: str = NORM_AUTO) -> Applied:
+def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedule: str = schedules.AUTOSELECT,
+                       norm_scope: str = NORM_AUTO, scale=1.0, start_percent: float = 0.0, end_percent: float = 1.0,
+                       keyframes: list[MotionKeyframe] | None = None) -> Applied:
+    """Inflates a clone of ``model`` with ``motion``. ``motion_scale`` (the "effect") and ``scale`` (keys of the
+    temporal attention) are floats or Multivals; ``start_percent``/``end_percent`` limit the motion model to part
+    of the sampling, and ``keyframes`` change effect and scale by sampling percent. Applying to a MODEL that
+    already carries motion models adds one more stage (its own key, injection and wrappers) instead of replacing
+    them, so one module can run the early steps and another the late ones."""
     info = motion.info
     unet = getattr(model.model, "diffusion_model", None)
     if unet is None or not hasattr(unet, "input_blocks"):
         raise AnimaPoseError("model", f"{type(model.model).__name__} is not a UNet model",
                              "connect an SD1.5 or SDXL checkpoint's MODEL")
     slots = plan_slots(unet, info, unet_kind(model))
-    motion_scale = require_finite(motion_scale, "motion_scale")
+    if isinstance(motion_scale, (int, float)):
+        motion_scale = require_finite(motion_scale, "motion_scale")
+    if isinstance(scale, (int, float)):
+        scale = require_finite(scale, "scale")
     scope = info.norm_scope if require_choice(norm_scope, NORM_CHOICES, "groupnorm") == NORM_AUTO else DIFFUSERS_SCOPE
     schedule = schedules.resolve(beta_schedule, info.beta_schedule)
+    check_range(start_percent, end_percent, keyframes)
 
     m = model.clone()
-    _remove_previous(m)
+    patches = m.model_options.get("transformer_options", {}).get("patches", {})
+    previous = stages_of(patches.get("forward_timestep_embed_patch"))
+    if any(s.modules and s.modules[0] is motion.patcher.model.get_submodule(slots[0].module) for s in previous):
+        raise AnimaPoseError("motion_model", f"{motion.name} (or a LoRA'd copy of it, which shares its modules) is "
+                             "already applied to this MODEL; the same modules cannot be inserted twice",
+                             "to change its settings during sampling use 'AnimaPose Motion Keyframe' on one Apply "
+                             "node; chain Apply nodes only with different motion models")
+    key = _free_key(m)
     mm = motion.patcher.clone()
     state = _RunState()
-    injection = MotionInjection(mm.model, slots, scope.resnet, state)
-    m.set_additional_models(KEY, [mm])
-    m.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
+    injection = MotionInjection(mm.model, slots, scope.resnet, state, key)
+    m.set_additional_models(key, [mm])
+    m.set_injections(key, [comfy.patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
 
-    def call_module(layer, x, emb, context, transformer_options, *args, **kwargs):
-        return layer(x, frames_per_chunk(x, transformer_options), motion_scale, scope.motion)
-
-    call_module.animapose = True
-    m.set_model_forward_timestep_embed_patch((MotionModule, call_module))
+    stage = MotionStage(key, motion.name, [mm.model.get_submodule(s.module) for s in slots], as_multival(motion_scale),
+                        as_multival(scale), scope.motion, start_percent, end_percent, list(keyframes or []))
+    if previous:
+        patches["forward_timestep_embed_patch"] = [
+            p for p in patches["forward_timestep_embed_patch"] if not getattr(p[1], "animapose", False)]
+    m.set_model_forward_timestep_embed_patch((MotionModule, make_dispatch([*previous, stage])))
 
     def diffusion_model_wrapper(executor, x, *args, **kwargs):
         transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
-        state.frames = frames_per_chunk(x, transformer_options)
+        frames = frames_per_chunk(x, transformer_options)
+        # the ResNet GroupNorms pool over frames only while this motion model is in its step range
+        state.frames = frames if stage.begin_call(transformer_options, frames) else None
         try:
             return executor(x, *args, **kwargs)
         finally:
             state.frames = None
+            stage.end_call()
 
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check(info))
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
 
     image_conditioning.attach(m, motion)
 
     ms = schedules.model_sampling(m, schedule)
     if ms is not None:
         m.add_object_patch("model_sampling", ms)
-    summary = (f"{motion.name}: {info.family}, scale {motion_scale:g}, schedule {schedule}, GroupNorm across frames: "
-               f"motion {'yes' if scope.motion else 'no'}, ResNets {'yes' if scope.resnet else 'no'}")
+    summary = (f"{motion.name}: {info.family}, scale {_describe(motion_scale)}, schedule {schedule}, GroupNorm across "
+               f"frames: motion {'yes' if scope.motion else 'no'}, ResNets {'yes' if scope.resnet else 'no'}")
     if motion.loras:
         summary += ", LoRAs " + ", ".join(f"{n} ({s:g})" for n, s in motion.loras)
+    if not stage.simple:
+        summary += f"; {stage.summary()}"
+    if previous:
+        summary += f"; stacked on {', '.join(s.name for s in previous)}"
     log.info("AnimaPose: %s", summary)
     return Applied(m, schedule, scope, summary)
 
 
-def _remove_previous(m) -> None:
-    """Applying a motion model to an already inflated MODEL replaces the earlier one rather than stacking."""
-    m.remove_injections(KEY)
-    m.remove_attachments(KEY)
-    m.remove_additional_models(KEY)
-    for kind in (comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, comfy.patcher_extension.WrappersMP.OUTER_SAMPLE):
-        m.remove_wrappers_with_key(kind, KEY)
-    patches = m.model_options.get("transformer_options", {}).get("patches", {})
-    if "forward_timestep_embed_patch" in patches:
-        patches["forward_timestep_embed_patch"] = [
-            p for p in patches["forward_timestep_embed_patch"] if not getattr(p[1], "animapose", False)]
+def _describe(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else as_multival(value).describe()
 
 
-def _frame_check(info: MotionModelInfo):
+def _free_key(m) -> str:
+    """``animapose`` for the first motion model of a MODEL, ``animapose.2``, ``animapose.3``... for chained ones."""
+    used = set(m.injections) | set(m.additional_models) | set(m.attachments)
+    if KEY not in used:
+        return KEY
+    n = 2
+    while f"{KEY}.{n}" in used:
+        n += 1
+    return f"{KEY}.{n}"
+
+
+def _frame_check(info: MotionModelInfo, stage: MotionStage):
     def outer_sample_wrapper(executor, noise, *args, **kwargs):
         frames = noise.shape[0]
         limit = info.position_length
@@ -393,7 +431,13 @@ def _frame_check(info: MotionModelInfo):
                     f"{limit} positions ({info.family}), and no context windows are set",
                     f"add an 'AnimaPose Context Windows' node (context_length {min(16, limit)}) to the MODEL, "
                     f"or sample at most {limit} frames", node="AnimaPose Apply Motion Model")
-        out = executor(noise, *args, **kwargs)
+        check_conditioning_frames(guider, frames)
+        sampling = guider.model_patcher.get_model_object("model_sampling")
+        stage.prepare(frames, sampling.percent_to_sigma)
+        try:
+            out = executor(noise, *args, **kwargs)
+        finally:
+            stage.finish()
         warn_if_not_finite(out, f"sampling with {info.family}")
         return out
 

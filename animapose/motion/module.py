@@ -79,14 +79,18 @@ class TemporalAttention(nn.Module):
         self.pos_encoder = (PositionalEncoding(dim, position_length, stored_positions, dtype, device)
                             if position_length else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_scale=None) -> torch.Tensor:
         # x: (sequences, frames, dim); each pixel of each clip is one sequence over the frames.
+        # key_scale (AnimateDiff-Evolved's "scale" multival): None, a float, or a tensor broadcast over the keys.
         n, f, d = x.shape
         if self.pos_encoder is not None:
             x = x + self.pos_encoder.table(f, x.device, x.dtype)
         h = self.heads
         q = self.to_q(x).view(n, f, h, d // h).transpose(1, 2)
-        k = self.to_k(x).view(n, f, h, d // h).transpose(1, 2)
+        k = self.to_k(x)
+        if key_scale is not None:
+            k = k * key_scale
+        k = k.view(n, f, h, d // h).transpose(1, 2)
         v = self.to_v(x).view(n, f, h, d // h).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(1, 2).reshape(n, f, d)
@@ -124,9 +128,9 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = GEGLUFeedForward(dim, ff_inner, operations, dtype, device)
         self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_scale=None) -> torch.Tensor:
         for attn, norm in zip(self.attention_blocks, self.norms):
-            x = attn(norm(x)) + x
+            x = attn(norm(x), key_scale) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -144,7 +148,9 @@ class TemporalTransformer(nn.Module):
             channels, heads, ff_inner or 4 * channels, position_length, stored_positions, operations, dtype, device)])
         self.proj_out = operations.Linear(channels, channels, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0, norm_across_frames: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, frames: int, scale=1.0, norm_across_frames: bool = False,
+                key_scale=None) -> torch.Tensor:
+        # scale: what the module adds is multiplied by it (a float, or a tensor per frame/pixel: the "effect").
         bf, c, h, w = x.shape
         b = bf // frames
         residual = x
@@ -153,10 +159,10 @@ class TemporalTransformer(nn.Module):
         y = y.reshape(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
         y = self.proj_in(y)
         for block in self.transformer_blocks:
-            y = block(y)
+            y = block(y, key_scale)
         y = self.proj_out(y)
         y = y.reshape(b, h * w, frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
-        if scale != 1.0:
+        if isinstance(scale, torch.Tensor) or scale != 1.0:
             y = y * scale
         return residual + y
 
@@ -168,8 +174,9 @@ class MotionModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(**kwargs)
 
-    def forward(self, x: torch.Tensor, frames: int, scale: float = 1.0, norm_across_frames: bool = False) -> torch.Tensor:
-        return self.temporal_transformer(x, frames, scale, norm_across_frames)
+    def forward(self, x: torch.Tensor, frames: int, scale=1.0, norm_across_frames: bool = False,
+                key_scale=None) -> torch.Tensor:
+        return self.temporal_transformer(x, frames, scale, norm_across_frames, key_scale)
 
 
 class _Block(nn.Module):

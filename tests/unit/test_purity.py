@@ -12,6 +12,8 @@ from tests.harness.env import COMFYUI, comfyui_available
 REPO = Path(__file__).resolve().parents[2]
 # The ComfyUI integration (animapose.motion.inflate, .context) imports comfy on purpose and is not listed.
 PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.motion", "animapose.motion.module",
+        "animapose.motion.multival", "animapose.motion.stages", "animapose.motion.prompt_travel",
+        "animapose.motion.freenoise", "animapose.motion.freeinit",
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
         "animapose.dreampose.training", "animapose.densepose.model", "animapose.densepose.convert",
         "animapose.densepose.sequence", "animapose.densepose.estimate", "animapose.synthetic",

@@ -1,0 +1,153 @@
+"""Motion-model stages: what one Apply node asks of its motion modules during sampling.
+
+Several Apply nodes can be chained on one MODEL; each adds a stage (its own injection, key suffix, additional
+model and wrappers, see ``inflate.apply_motion_model``). ComfyUI hands every ``MotionModule`` of the UNet to the
+first ``forward_timestep_embed`` patch whose class matches, so one dispatcher, rebuilt by each Apply with all the
+stages so far, routes each module to the stage that inserted it.
+
+Per UNet call a stage knows (from the diffusion-model wrapper): the sigma, hence whether it is inside its
+``start_percent``..``end_percent`` range and which keyframe applies, and which frames of the clip the call holds
+(all of them, or one context window's ``index_list``). A stage with default controls calls the module exactly as
+a plain Apply always did, so existing graphs give bitwise-identical results. Pure torch; no ComfyUI import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import AnimaPoseError
+from .multival import MotionKeyframe, Multival, ResolvedControls
+
+APPLY_NODE = "AnimaPose Apply Motion Model"
+
+
+def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:
+    """Frames in each cond/uncond chunk of a UNet batch (the latent batch is the frame axis)."""
+    chunks = len(transformer_options.get("cond_or_uncond") or [0])
+    if x.shape[0] % chunks:
+        raise RuntimeError(f"batch {x.shape[0]} is not a multiple of {chunks} cond chunks")
+    return x.shape[0] // chunks
+
+
+def check_range(start_percent: float, end_percent: float, keyframes: list[MotionKeyframe] | None) -> None:
+    if start_percent >= end_percent:
+        raise AnimaPoseError("end_percent", f"the range {start_percent:g}..{end_percent:g} is empty (start_percent "
+                             "must come before end_percent)", "set end_percent above start_percent (0..1 of sampling)",
+                             node=APPLY_NODE)
+    for k in keyframes or []:
+        if not start_percent <= k.start_percent < end_percent:
+            raise AnimaPoseError("keyframes", f"a keyframe starts at {k.start_percent:g}, outside this motion model's "
+                                 f"range {start_percent:g}..{end_percent:g}",
+                                 "move the keyframe into the range, or widen start_percent/end_percent",
+                                 node=APPLY_NODE)
+
+
+@dataclass(eq=False)
+class MotionStage:
+    key: str
+    name: str
+    modules: list[torch.nn.Module]
+    effect: Multival
+    scale: Multival
+    norm_motion: bool
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    keyframes: list[MotionKeyframe] = field(default_factory=list)
+    # set per sampling / per UNet call
+    resolved: ResolvedControls | None = None
+    sigma_start: float = float("inf")
+    sigma_end: float = 0.0
+    keyframe_sigmas: list[float] = field(default_factory=list)
+    now: tuple | None = None
+
+    @property
+    def simple(self) -> bool:
+        """Default controls: the module is called as it always was (no sigma or frame bookkeeping at all)."""
+        return (self.effect.constant and self.scale.constant and self.scale.value == 1.0 and not self.keyframes
+                and self.start_percent <= 0.0 and self.end_percent >= 1.0)
+
+    def summary(self) -> str:
+        text = f"effect {self.effect.describe()}, scale {self.scale.describe()}"
+        if self.start_percent > 0.0 or self.end_percent < 1.0:
+            text += f", steps {self.start_percent:g}..{self.end_percent:g}"
+        if self.keyframes:
+            text += f", {len(self.keyframes)} keyframe(s)"
+        return text
+
+    def prepare(self, frames: int, percent_to_sigma) -> None:
+        """Before sampling ``frames`` frames: refuse multivals that do not fit, convert percents to sigmas."""
+        for mv in [self.effect, self.scale, *[v for k in self.keyframes for v in (k.effect, k.scale)]]:
+            mv.check(frames)
+        self.resolved = ResolvedControls(frames)
+        if self.simple:
+            return
+        self.sigma_start = float(percent_to_sigma(self.start_percent)) if self.start_percent > 0.0 else float("inf")
+        self.sigma_end = float(percent_to_sigma(self.end_percent)) if self.end_percent < 1.0 else 0.0
+        self.keyframe_sigmas = [float(percent_to_sigma(k.start_percent)) for k in self.keyframes]
+
+    def finish(self) -> None:
+        self.resolved = None
+        self.now = None
+
+    def begin_call(self, transformer_options: dict, frames: int) -> bool:
+        """At the start of a UNet call: note what applies to it; returns whether the stage is active."""
+        if self.simple:
+            return True
+        sigmas = transformer_options.get("sigmas")
+        sigma = float(sigmas.flatten()[0]) if isinstance(sigmas, torch.Tensor) else None
+        active = sigma is None or self.sigma_end <= sigma <= self.sigma_start
+        effect, scale = self.effect, self.scale
+        if sigma is not None:
+            for k, ks in zip(self.keyframes, self.keyframe_sigmas):
+                if sigma <= ks:
+                    effect, scale = k.effect, k.scale
+        window = transformer_options.get("context_window")
+        index = list(getattr(window, "index_list", None) or range(frames))
+        if len(index) != frames:
+            index = list(range(frames))
+        self.now = (active, effect, scale, index)
+        return active
+
+    def end_call(self) -> None:
+        self.now = None
+
+    def call(self, layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        frames = frames_per_chunk(x, transformer_options)
+        if self.simple:
+            return layer(x, frames, self.effect.value, self.norm_motion)
+        if self.now is None:
+            self.begin_call(transformer_options, frames)
+        active, effect, scale, index = self.now
+        if not active:
+            return x
+        if self.resolved is None or self.resolved.frames <= max(index):
+            self.resolved = ResolvedControls(max(max(index) + 1, frames))
+        chunks = x.shape[0] // frames
+        h, w = x.shape[-2:]
+        e = self.resolved.effect(effect, index, chunks, h, w, x.device, x.dtype)
+        ks = self.resolved.key_scale(scale, index, chunks, h, w, x.device, x.dtype)
+        return layer(x, frames, e, self.norm_motion, ks)
+
+
+def make_dispatch(stages: list[MotionStage]):
+    """The forward_timestep_embed handler for every MotionModule of the MODEL's stages."""
+    by_id = {id(m): s for s in stages for m in s.modules}
+
+    def call_module(layer, x, emb, context, transformer_options, *args, **kwargs):
+        stage = by_id.get(id(layer))
+        if stage is None:  # not one of ours (cannot happen through the pack's nodes); run it plainly
+            return layer(x, frames_per_chunk(x, transformer_options))
+        return stage.call(layer, x, transformer_options)
+
+    call_module.animapose = True
+    call_module.stages = list(stages)
+    return call_module
+
+
+def stages_of(patches: list) -> list[MotionStage]:
+    for _, handler in patches or []:
+        if getattr(handler, "animapose", False):
+            return list(getattr(handler, "stages", []))
+    return []
