@@ -2,13 +2,13 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import animatediff, dreampose, dreampose_finetune
+from . import animatediff, animatediff_training, dreampose, dreampose_finetune
 from .common import register_model_folders
 
 
 class AnimaPoseExtension(ComfyExtension):
     async def get_node_list(self):
-        return [*animatediff.NODES, *dreampose.NODES, *dreampose_finetune.NODES]
+        return [*animatediff.NODES, *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES]
 
 
 __all__ = ["AnimaPoseExtension", "register_model_folders"]
