@@ -36,7 +36,7 @@ def comfy_server(tmp_path_factory):
     from tests.harness.models import demo_files
     from tests.harness.server import ComfyServer, prepare_base_dir
 
-    base = prepare_base_dir(tmp_path_factory.mktemp("comfy-base"), demo_files("tiny"))
+    base = prepare_base_dir(tmp_path_factory.mktemp("comfy-base"), demo_files("trained"))
     server = ComfyServer(base).start()
     try:
         err = server.pack_import_error()

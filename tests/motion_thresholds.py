@@ -12,3 +12,15 @@ The thresholds sit between the two distributions with a margin on each side.
 
 COHERENT = {"area_cv": 0.12, "colour_spread": 0.3, "jerk": 0.1}
 INDEPENDENT_IOU_MAX = 0.25
+
+# Demo models (tests/comfy/test_demo_models.py): clips sampled from the trained demo models, 64x64, 16 frames, DDIM
+# 10 steps, cfg 5, with and without the motion module. Measured: see the README (AnimateDiff > Demo models).
+DEMO = {
+    "seeds": 3,
+    "prompts": ["a red circle moving right", "a blue square moving in a circle"],
+    "motion_iou_min": 0.3,
+    "motion_area_cv_max": 0.3,
+    "motion_colour_spread_max": 0.3,
+    "still_iou_max": 0.3,
+    "colour_hit_rate_min": 0.5,
+}

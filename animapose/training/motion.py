@@ -219,45 +219,27 @@ def _check(model, vae, clips: Clips, motion, settings: MotionTrainSettings):
                              "resize the frames (e.g. 'Upscale Image') to one size such as 256x256 or 512x512")
 
 
-class _MotionRun:
-    def __init__(self, model, vae, clips: Clips, motion, settings: MotionTrainSettings, device: torch.device):
-        from ..motion.detect import NormScope
-        from ..motion.inflate import (
-            FrameGroupNorm,
-            _insert_position,
-            _mid_position,
-            _resnet_norm_holders,
-            _RunState,
-            plan_slots,
-            unet_kind,
-        )
+class MotionRun:
+    """One training run's state: a frozen UNet copy with the motion modules inserted at ``slots``, the clips' latents
+    and caption tokens, and the trainable parameters. ``from_comfy`` builds it from native ComfyUI objects; the demo
+    models' script builds it from its own narrow UNet (``animapose.synthetic.tiny_models``) and trains it with the
+    same loss, schedule and loop."""
+
+    def __init__(self, unet, motion_set, slots, scope, latents: list[torch.Tensor], captions: list[int],
+                 contexts: list[torch.Tensor], empty: torch.Tensor | None, settings: MotionTrainSettings,
+                 device: torch.device):
+        from ..motion.inflate import FrameGroupNorm, _insert_position, _mid_position, _resnet_norm_holders, _RunState
         from ..motion.module import MotionModule
 
-        _check(model, vae, clips, motion, settings)
         self.settings, self.device = settings, device
         self.precision = Precision(settings.precision, device)
         self.alphas = animatediff_alphas_cumprod().to(device)
         self.generator = torch.Generator().manual_seed(settings.seed)
-        latent_format = model.model.latent_format
-        with torch.no_grad():  # the frozen VAE, once per frame
-            self.latents = [latent_format.process_in(vae.encode(v[..., :3]).float()).to(device)
-                            for v in clips.videos]
-        self.captions = list(clips.captions)
-        self.contexts = [c.to(device=device, dtype=torch.float32) for c in clips.contexts]
-        self.empty = None if clips.empty is None else clips.empty.to(device=device, dtype=torch.float32)
-
-        self.unet = trainable_unet(model, device).requires_grad_(False)
-        if motion is None:
-            self.motion_set = new_motion_set(self.unet, settings.seed).to(device)
-            scope = NormScope(motion=False, resnet=False)
-        else:
-            self.motion_set = _motion_copy(motion, device)
-            scope = motion.info.norm_scope
-        self.scope = scope
-        from ..motion.detect import normalize_motion_state_dict
-
-        _, self.info = normalize_motion_state_dict(self.motion_set.state_dict(), "motion_model")
-        slots = plan_slots(self.unet, self.info, unet_kind(model))
+        self.latents = [x.to(device=device, dtype=torch.float32) for x in latents]
+        self.captions = list(captions)
+        self.contexts = [c.to(device=device, dtype=torch.float32) for c in contexts]
+        self.empty = None if empty is None else empty.to(device=device, dtype=torch.float32)
+        self.unet, self.motion_set, self.scope = unet.requires_grad_(False), motion_set, scope
         self.loras = {}
         if settings.mode == "motion_lora":
             self.motion_set.requires_grad_(False)
@@ -284,6 +266,29 @@ class _MotionRun:
             return layer(x, frames, 1.0, across)
 
         self.options = {"patches": {"forward_timestep_embed_patch": [(MotionModule, call_module)]}}
+
+    @classmethod
+    def from_comfy(cls, model, vae, clips: Clips, motion, settings: MotionTrainSettings, device: torch.device):
+        from ..motion.detect import NormScope, normalize_motion_state_dict
+        from ..motion.inflate import plan_slots, unet_kind
+
+        _check(model, vae, clips, motion, settings)
+        latent_format = model.model.latent_format
+        with torch.no_grad():  # the frozen VAE, once per frame
+            latents = [latent_format.process_in(vae.encode(v[..., :3]).float()) for v in clips.videos]
+        unet = trainable_unet(model, device).requires_grad_(False)
+        if motion is None:
+            motion_set = new_motion_set(unet, settings.seed).to(device)
+            scope = NormScope(motion=False, resnet=False)
+        else:
+            motion_set = _motion_copy(motion, device)
+            scope = motion.info.norm_scope
+        _, info = normalize_motion_state_dict(motion_set.state_dict(), "motion_model")
+        slots = plan_slots(unet, info, unet_kind(model))
+        run = cls(unet, motion_set, slots, scope, latents, clips.captions, clips.contexts, clips.empty, settings,
+                  device)
+        run.info = info
+        return run
 
     def loss(self, generator: torch.Generator, dropout: bool = True) -> torch.Tensor:
         s = self.settings
@@ -345,23 +350,35 @@ def train_motion(model, vae, clips: Clips, settings: MotionTrainSettings, motion
     device = training_device()
     label = "AnimateDiff " + ("MotionLoRA" if settings.mode == "motion_lora" else "motion module") + " training"
     with training_mode():
-        run = _MotionRun(model, vae, clips, motion, settings, device)
+        run = MotionRun.from_comfy(model, vae, clips, motion, settings, device)
         try:
-            before = run.probe(probe_draws) if probe_draws else None
-            updater = Updater(run.params, settings.learning_rate, run.precision, clip_params=run.params)
-            losses = run_updates(label, settings.steps, lambda: run.loss(run.generator), updater, progress)
-            result = MotionTrainResult(losses, info=run.info)
-            if probe_draws:
-                result.probe = (before, run.probe(probe_draws))
-            if settings.mode == "motion_lora":
-                result.lora_pairs = run.lora_pairs()
-            else:
-                result.motion_state = run.motion_state()
+            result = train_run(run, label, progress, probe_draws)
+            result.info = run.info
         finally:
             # An interrupt's traceback keeps this frame alive: drop the training copies now, not at the next GC.
             run.__dict__.clear()
-            run = updater = None
+            run = None
             comfy.model_management.soft_empty_cache()
+    return result
+
+
+def train_run(run: MotionRun, label: str, progress: ProgressFn | None = None,
+              probe_draws: int = 0) -> MotionTrainResult:
+    """The updates of a prepared run (the shared loop); the trained weights on the CPU in fp32."""
+    settings = run.settings
+    before = run.probe(probe_draws) if probe_draws else None
+    updater = Updater(run.params, settings.learning_rate, run.precision, clip_params=run.params)
+    try:
+        losses = run_updates(label, settings.steps, lambda: run.loss(run.generator), updater, progress)
+    finally:
+        updater = None  # the optimizer's moments: not kept alive by an interrupt's traceback
+    result = MotionTrainResult(losses)
+    if probe_draws:
+        result.probe = (before, run.probe(probe_draws))
+    if settings.mode == "motion_lora":
+        result.lora_pairs = run.lora_pairs()
+    else:
+        result.motion_state = run.motion_state()
     return result
 
 

@@ -1,9 +1,11 @@
 """The files the demo job and the server/browser tiers put into ComfyUI's base directory.
 
 Fixtures are linked under the file names real users have (``mm_sd_v15_v2.ckpt``, ``unet_epoch_20.pth``...), so
-the shipped example workflows run unchanged against them. ``profile`` picks the SD1.5 UNet size: "tiny" for fast
-tests, "small" (SD1.5's block positions) for the demo. The loaders' known-file check reports that these files are
-not the releases.
+the shipped example workflows run unchanged against them. ``profile`` picks the SD1.5 models: "trained" (the default
+of the demo and the server tier) is the demo checkpoint and motion module the pack trained itself
+(``scripts/train_demo_models.py``, a one-level UNet, so the other AnimateDiff files are the one-level fixtures),
+"tiny" the one-level random fixtures, "small" random fixtures with SD1.5's block positions. The loaders' known-file
+check reports that these files are not the releases.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
 POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
 SUBJECT_POSES = "dreampose_subject_poses"
+TRAINING_CLIPS = "shapes_moving_right.gif"
 
 
-def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
+def demo_files(profile: str = "trained") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
+    from ..fixtures.demo import training_clips_file
     from ..fixtures.dreampose import (
         dreampose_adapter_file,
         dreampose_unet_file,
@@ -29,10 +33,17 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
 
+    if profile == "trained":
+        from ..fixtures.demo import demo_checkpoint, demo_motion_module
+
+        checkpoint, motion_v2, profile = demo_checkpoint(), demo_motion_module(), "tiny"
+    else:
+        checkpoint = sd15_checkpoint(profile, "taesd")
+        motion_v2 = motion_module_file("v2", "original", profile, ext=".ckpt")
     return {
-        "models/checkpoints": [(CHECKPOINT_NAME, sd15_checkpoint(profile, "taesd"))],
+        "models/checkpoints": [(CHECKPOINT_NAME, checkpoint)],
         "models/animatediff_models": [
-            ("mm_sd_v15_v2.ckpt", motion_module_file("v2", "original", profile, ext=".ckpt")),
+            ("mm_sd_v15_v2.ckpt", motion_v2),
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
         ],
         "models/animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],
@@ -44,6 +55,7 @@ def demo_files(profile: str = "tiny") -> dict[str, list[tuple[str, Path]]]:
         ],
         "models/clip_vision": [("clip-vit-base-patch32", tiny_clip_b32_folder())],
         "input": [(POSES_FOLDER, uv_sequence_folder(8, 80, 64)), (SUBJECT_IMAGE, subject_image_file()),
+                  (TRAINING_CLIPS, training_clips_file()),
                   # the subject photo's own UV map, for finetuning (the photo is 576x720, the same shape)
                   (SUBJECT_POSES, uv_sequence_folder(1, 80, 64, seed=7))],
     }
