@@ -67,12 +67,13 @@ def _independent(seed: int) -> torch.Tensor:
 
 
 def test_coherence_thresholds_separate_real_from_independent():
-    """The demo-motion thresholds: all 48 ground-truth clips pass, all 8 shuffled clips fail on IoU."""
+    """The coherence thresholds: all 48 ground-truth clips pass, all 8 clips of frames from different clips fail."""
     from tests.motion_thresholds import COHERENT, INDEPENDENT_IOU_MAX
 
     for clip, _, spec in make_clips(48, seed=100):
         m = clip_metrics(clip)
         assert m["area_cv"] < COHERENT["area_cv"] and m["colour_spread"] < COHERENT["colour_spread"]
+        assert m["iou"] > INDEPENDENT_IOU_MAX
         if spec.motion != "bouncing":  # a reflection is a kink; generated clips are judged on the median
             assert m["jerk"] < COHERENT["jerk"]
     for seed in range(8):
