@@ -23,4 +23,8 @@ DEMO = {
     "motion_colour_spread_max": 0.3,
     "still_iou_max": 0.3,
     "colour_hit_rate_min": 0.5,
+    "lora_steps": 60,
+    "lora_prompt": "a red circle bouncing",
+    "lora_seeds": 6,
+    "lora_dx_margin": 0.05,
 }

@@ -57,3 +57,38 @@ def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, moti
         out = comfy.sample.sample(model, noise, steps, CFG, SAMPLER, SCHEDULER, positive, negative, latent, seed=seed,
                                   disable_pbar=True)
         return models.vae.decode(out)[..., :3].float().clamp(0, 1)
+
+
+def train_direction_lora(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60,
+                         rank: int = 8, learning_rate: float = 1e-3, seed: int = 0):
+    """A MotionLoRA trained by the pack's motion trainer (``MotionRun`` + ``train_run``, the node's loop) on synthetic
+    clips that all move one way, on the narrow twins; returns the motion model with the LoRA added."""
+    import copy
+
+    from animapose.motion.inflate import plan_slots
+    from animapose.synthetic.demo import meta
+    from animapose.synthetic.shapes import make_clips
+    from animapose.synthetic.tiny_models import encode_frames
+    from animapose.training import motion as mt
+    from animapose.training.loop import training_mode
+
+    from ..fixtures.demo import DEMO_MODELS
+
+    scale = meta(DEMO_MODELS)["vae_scale"]
+    data = make_clips(clips, 1000 + seed, motion=motion)
+    captions = sorted({c for _, c, _ in data})
+    with torch.inference_mode():
+        contexts = [models.clip.encode_from_tokens_scheduled(models.clip.tokenize(c))[0][0].float() for c in captions]
+        empty = models.clip.encode_from_tokens_scheduled(models.clip.tokenize(""))[0][0].float()
+    contexts = [c.clone() for c in contexts]
+    settings = mt.MotionTrainSettings(mode="motion_lora", steps=steps, learning_rate=learning_rate, lora_rank=rank,
+                                      frames=FRAMES, seed=seed, gradient_checkpointing=False)
+    with training_mode():
+        unet = copy.deepcopy(models.model.model.diffusion_model)
+        motion_set = copy.deepcopy(models.motion.patcher.model).float()
+        slots = plan_slots(unet, models.motion.info)
+        run = mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
+                           [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
+                           contexts, empty.clone(), settings, torch.device("cpu"))
+        result = mt.train_run(run, "direction MotionLoRA")
+    return mt.motion_model_with_lora(models.motion, result.lora_pairs, f"{motion} LoRA"), result
