@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from animapose.errors import AnimaPoseError  # noqa: E402
-from animapose.training.loop import PRECISIONS  # noqa: E402
-from animapose.training.motion import MODES, MotionTrainSettings  # noqa: E402
+from animapose.training.settings import MODES, PRECISIONS, MotionTrainSettings  # noqa: E402
 from scripts.train_dreampose import comfyui_folder, import_comfy  # noqa: E402
 
 

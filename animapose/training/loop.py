@@ -18,10 +18,10 @@ import comfy.model_management
 import torch
 
 from ..errors import AnimaPoseError
+from .settings import PRECISIONS
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ["fp32", "bf16", "fp16"]
 ADAMW = {"betas": (0.9, 0.999), "weight_decay": 1e-2, "eps": 1e-8}
 MAX_GRAD_NORM = 1.0
 LOG_EVERY = 50

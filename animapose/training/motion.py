@@ -38,7 +38,6 @@ from torch import nn
 
 from ..errors import AnimaPoseError
 from .loop import (
-    PRECISIONS,
     Precision,
     ProgressFn,
     Updater,
@@ -50,11 +49,10 @@ from .loop import (
     training_device,
     training_mode,
 )
+from .settings import DEFAULTS, MODES, PRECISIONS, MotionTrainSettings  # noqa: F401  (the node and CLI use them)
 
 log = logging.getLogger(__name__)
 
-MODES = ["motion_module", "motion_lora"]
-DEFAULTS = {"motion_module": {"learning_rate": 1e-4}, "motion_lora": {"learning_rate": 1e-4}}
 NUM_TIMESTEPS = 1000
 BETA_START, BETA_END = 0.00085, 0.012
 POSITIONS = 32  # the v2/v3 position table (temporal_position_encoding_max_len)
@@ -67,21 +65,6 @@ def animatediff_alphas_cumprod() -> torch.Tensor:
     """The training schedule of every AnimateDiff SD1.5 release: betas linearly spaced from 0.00085 to 0.012."""
     betas = torch.linspace(BETA_START, BETA_END, NUM_TIMESTEPS, dtype=torch.float64)
     return torch.cumprod(1.0 - betas, dim=0).float()
-
-
-@dataclass
-class MotionTrainSettings:
-    mode: str = "motion_module"
-    steps: int = 100
-    learning_rate: float = 1e-4
-    lora_rank: int = 32
-    frames: int = 16
-    stride: int = 1
-    batch_size: int = 1
-    uncond_probability: float = 0.1
-    seed: int = 0
-    precision: str = "fp32"
-    gradient_checkpointing: bool = True
 
 
 @dataclass

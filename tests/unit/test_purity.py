@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 # The ComfyUI integration (animapose.motion.inflate, .context) imports comfy on purpose and is not listed.
 PURE = ["animapose.errors", "animapose.checkpoints", "animapose.motion", "animapose.motion.module",
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
-        "animapose.dreampose.training", "animapose.synthetic.shapes", "animapose.synthetic.analyse"]
+        "animapose.dreampose.training", "animapose.synthetic.shapes", "animapose.synthetic.analyse",
+        "animapose.training.settings"]
 COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")
 
 
