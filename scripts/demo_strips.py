@@ -24,10 +24,9 @@ from tests.harness import comfy_env  # noqa: E402
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--output", type=Path, default=REPO / "docs" / "demo")
-    p.add_argument("--seeds", type=int, default=6)
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--strip-seeds", type=int, default=1, help="seeds drawn into the PNG strips")
-    p.add_argument("--prompts", nargs="*", default=["a red circle moving right", "a blue square moving in a circle",
-                                                    "a green triangle bouncing"])
+    p.add_argument("--prompts", nargs="*", default=["a red circle moving right", "a blue square moving in a circle"])
     args = p.parse_args(argv)
     comfy_env.bootstrap()
     import numpy as np

@@ -37,13 +37,16 @@ def main(argv=None) -> int:
     p.add_argument("--output", type=Path, default=REPO / "demo_models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, default=96, help="synthetic training clips")
-    p.add_argument("--motions", default="moving right,moving left,moving in a circle,bouncing",
+    p.add_argument("--motions", default="moving right,moving left,moving in a circle",
                    help="paths of the training clips (fewer distinct captions: each costs a CLIP-L pass)")
-    p.add_argument("--image-steps", type=int, default=300)
-    p.add_argument("--image-batch", type=int, default=32)
-    p.add_argument("--motion-steps", type=int, default=250)
+    p.add_argument("--shapes", default="circle,square", help="shapes of the training clips")
+    p.add_argument("--image-steps", type=int, default=150)
+    p.add_argument("--image-batch", type=int, default=16)
+    p.add_argument("--motion-steps", type=int, default=100)
     p.add_argument("--motion-batch", type=int, default=1)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "animapose" / "demo-training",
+                   help="where the captions' CLIP features are kept between runs")
     p.add_argument("--ratio", type=int, default=8, help="320 / narrow width (8: 40 channels, one attention head)")
     p.add_argument("--comfyui")
     args = p.parse_args(argv)
@@ -62,7 +65,8 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     motions = tuple(m.strip() for m in args.motions.split(","))
-    data = make_clips(args.clips, args.seed, frames=16, size=64, motions=motions)
+    shapes = tuple(m.strip() for m in args.shapes.split(","))
+    data = make_clips(args.clips, args.seed, frames=16, size=64, motions=motions, shapes=shapes)
     videos = torch.stack([v for v, _, _ in data])  # (clips, 16, 64, 64, 3)
     rgb = tm.ENCODE_GAIN * (torch.nn.functional.avg_pool2d(videos.flatten(0, 1).movedim(-1, 1), 8) - 0.5)
     # TAESD's latent scale so that the UNet's latents have unit spread, like SD's own scale factor does for its VAE
@@ -71,10 +75,21 @@ def main(argv=None) -> int:
     log.info("%d clips, vae_scale %.4f, latent std %.3f", len(data), vae_scale, float(latents[:, :, :3].std()))
 
     captions = sorted({c for _, c, _ in data})
-    clip = demo.text_encoder(args.seed + 1)
-    with torch.no_grad():
-        contexts = torch.cat([demo.encode_text(clip, c) for c in captions])
-        empty = demo.encode_text(clip, "")
+    # CLIP-L runs once per caption (minutes on a loaded CPU): its features are kept, keyed by captions and seed
+    import hashlib
+
+    key = hashlib.sha256(json.dumps([args.seed + 1, captions]).encode()).hexdigest()[:16]
+    cache = args.cache / f"contexts-{key}.pt"
+    if cache.is_file():
+        contexts, empty = torch.load(cache, weights_only=True)
+    else:
+        clip = demo.text_encoder(args.seed + 1)
+        with torch.no_grad():
+            contexts = torch.cat([demo.encode_text(clip, c) for c in captions])
+            empty = demo.encode_text(clip, "")
+        del clip
+        args.cache.mkdir(parents=True, exist_ok=True)
+        torch.save((contexts, empty), cache)
     index = torch.tensor([captions.index(c) for _, c, _ in data])
 
     device = torch.device("cpu")
@@ -101,7 +116,7 @@ def main(argv=None) -> int:
             return torch.nn.functional.mse_loss(pred, noise)
 
         updater = Updater(list(unet.parameters()), args.lr, precision, clip_params=list(unet.parameters()))
-        image_losses = run_updates("demo image UNet", args.image_steps, image_loss, updater, log_every=25)
+        image_losses = run_updates("demo image UNet", args.image_steps, image_loss, updater, log_every=10)
         unet.eval().requires_grad_(False)
         t_image = time.monotonic() - started
 
@@ -120,7 +135,7 @@ def main(argv=None) -> int:
                                           gradient_checkpointing=False)
         run = mt.MotionRun(frozen, motion_set, slots, NormScope(motion=False, resnet=False), list(latents),
                            index.tolist(), list(contexts[:, None]), empty, settings, device)
-        result = mt.train_run(run, "demo motion module")
+        result = mt.train_run(run, "demo motion module", log_every=10)
 
     args.output.mkdir(parents=True, exist_ok=True)
     half = {k: v.detach().to(torch.float16).contiguous() for k, v in unet.state_dict().items()}
@@ -130,10 +145,11 @@ def main(argv=None) -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     elapsed = time.monotonic() - started
     meta = {"seed": args.seed, "ratio": args.ratio, "vae_scale": vae_scale, "clip_seed": args.seed + 1,
-            "clips": args.clips, "motions": list(motions), "captions": len(captions), "image_steps": args.image_steps, "image_batch": args.image_batch,
+            "clips": args.clips, "motions": list(motions), "shapes": list(shapes), "captions": len(captions), "image_steps": args.image_steps, "image_batch": args.image_batch,
             "motion_steps": args.motion_steps, "motion_batch": args.motion_batch, "lr": args.lr,
-            "image_loss_first_last_50": [sum(image_losses[:50]) / 50, sum(image_losses[-50:]) / 50],
-            "motion_loss_first_last_50": [sum(result.losses[:50]) / 50, sum(result.losses[-50:]) / 50],
+            "image_loss_first_last_20": [round(sum(image_losses[:20]) / 20, 4), round(sum(image_losses[-20:]) / 20, 4)],
+            "motion_loss_first_last_20": [round(sum(result.losses[:20]) / 20, 4),
+                                          round(sum(result.losses[-20:]) / 20, 4)],
             "seconds_image": round(t_image), "seconds_total": round(elapsed), "peak_rss_mib": round(peak)}
     (args.output / demo.META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta, indent=2))

@@ -24,7 +24,7 @@ DEMO = {
     "still_iou_max": 0.3,
     "colour_hit_rate_min": 0.5,
     "lora_steps": 60,
-    "lora_prompt": "a red circle bouncing",
+    "lora_prompt": "a red circle moving in a circle",
     "lora_seeds": 6,
     "lora_dx_margin": 0.05,
 }

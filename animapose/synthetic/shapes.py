@@ -102,10 +102,10 @@ def render(spec: ClipSpec, size: int) -> np.ndarray:
 
 def random_spec(rng: np.random.Generator, frames: int = 16, size: int = 64, shape: str | None = None,
                 colour: str | None = None, motion: str | None = None, background: str | None = None,
-                motions: tuple[str, ...] = MOTIONS) -> ClipSpec:
+                motions: tuple[str, ...] = MOTIONS, shapes: tuple[str, ...] = SHAPES) -> ClipSpec:
     """One clip's description; unspecified attributes drawn from ``rng`` (always the same number of draws, so a fixed
-    attribute does not shift the others); ``motions`` limits the paths drawn."""
-    picks = (rng.choice(SHAPES), rng.choice(list(COLOURS)), rng.choice(list(motions)), rng.choice(list(BACKGROUNDS)))
+    attribute does not shift the others); ``motions`` / ``shapes`` limit the paths and shapes drawn."""
+    picks = (rng.choice(list(shapes)), rng.choice(list(COLOURS)), rng.choice(list(motions)), rng.choice(list(BACKGROUNDS)))
     shape, colour = shape or str(picks[0]), colour or str(picks[1])
     motion, background = motion or str(picks[2]), background or str(picks[3])
     radius = float(rng.uniform(0.14, 0.18) * size)

@@ -345,14 +345,14 @@ def train_motion(model, vae, clips: Clips, settings: MotionTrainSettings, motion
     return result
 
 
-def train_run(run: MotionRun, label: str, progress: ProgressFn | None = None,
-              probe_draws: int = 0) -> MotionTrainResult:
+def train_run(run: MotionRun, label: str, progress: ProgressFn | None = None, probe_draws: int = 0,
+              log_every: int = 50) -> MotionTrainResult:
     """The updates of a prepared run (the shared loop); the trained weights on the CPU in fp32."""
     settings = run.settings
     before = run.probe(probe_draws) if probe_draws else None
     updater = Updater(run.params, settings.learning_rate, run.precision, clip_params=run.params)
     try:
-        losses = run_updates(label, settings.steps, lambda: run.loss(run.generator), updater, progress)
+        losses = run_updates(label, settings.steps, lambda: run.loss(run.generator), updater, progress, log_every)
     finally:
         updater = None  # the optimizer's moments: not kept alive by an interrupt's traceback
     result = MotionTrainResult(losses)

@@ -6,7 +6,7 @@ decoded with the demo checkpoint's VAE."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -23,6 +23,12 @@ class DemoModels:
     motion: object  # the narrow MOTION_MODEL
     clip: object
     vae: object
+    texts: dict = field(default_factory=dict)  # prompt -> CONDITIONING, encoded once
+
+    def encode(self, text: str):
+        if text not in self.texts:
+            self.texts[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
+        return self.texts[text]
 
 
 def load(folder=None) -> DemoModels:
@@ -34,7 +40,9 @@ def load(folder=None) -> DemoModels:
     from ..fixtures.demo import DEMO_MODELS, demo_checkpoint, demo_motion_module
 
     folder = folder or DEMO_MODELS
-    wide, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(demo_checkpoint()))
+    # the text encoder in fp32: ComfyUI's CPU default (fp16) is many times slower on CPUs
+    wide, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(demo_checkpoint()),
+                                                               te_model_options={"dtype": torch.float32})
     motion = load_motion_model(str(demo_motion_module()), "mm_sd_v15_v2.ckpt")
     model, narrow_motion = narrow_models(folder, wide, motion)
     return DemoModels(model, narrow_motion, clip, vae)
@@ -49,9 +57,7 @@ def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, moti
 
     with torch.inference_mode():
         model = apply_motion_model(models.model, motion_model or models.motion).model if motion else models.model
-        clip = models.clip
-        positive = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
-        negative = clip.encode_from_tokens_scheduled(clip.tokenize(""))
+        positive, negative = models.encode(prompt), models.encode("")
         latent = torch.zeros(frames, 4, SIZE // 8, SIZE // 8)
         noise = comfy.sample.prepare_noise(latent, seed)
         out = comfy.sample.sample(model, noise, steps, CFG, SAMPLER, SCHEDULER, positive, negative, latent, seed=seed,
@@ -75,11 +81,11 @@ def train_direction_lora(models: DemoModels, motion: str = "moving right", clips
     from ..fixtures.demo import DEMO_MODELS
 
     scale = meta(DEMO_MODELS)["vae_scale"]
-    data = make_clips(clips, 1000 + seed, motion=motion)
+    data = make_clips(clips, 1000 + seed, motion=motion, shapes=("circle", "square"))
     captions = sorted({c for _, c, _ in data})
     with torch.inference_mode():
-        contexts = [models.clip.encode_from_tokens_scheduled(models.clip.tokenize(c))[0][0].float() for c in captions]
-        empty = models.clip.encode_from_tokens_scheduled(models.clip.tokenize(""))[0][0].float()
+        contexts = [models.encode(c)[0][0].float() for c in captions]
+        empty = models.encode("")[0][0].float()
     contexts = [c.clone() for c in contexts]
     settings = mt.MotionTrainSettings(mode="motion_lora", steps=steps, learning_rate=learning_rate, lora_rank=rank,
                                       frames=FRAMES, seed=seed, gradient_checkpointing=False)
