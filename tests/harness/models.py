@@ -19,6 +19,13 @@ SUBJECT_POSES = "dreampose_subject_poses"
 TRAINING_CLIPS = "shapes_moving_right.gif"
 
 
+def demo_models_present() -> bool:
+    from ..fixtures.demo import DEMO_MODELS
+
+    return all((DEMO_MODELS / n).is_file() for n in ("tiny_sd15_unet_narrow.safetensors",
+                                                      "tiny_motion_module_narrow.safetensors", "training.json"))
+
+
 def demo_files(profile: str = "trained") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
     from ..fixtures.demo import training_clips_file
@@ -33,6 +40,8 @@ def demo_files(profile: str = "trained") -> dict[str, list[tuple[str, Path]]]:
     from ..fixtures.motion import domain_adapter_file, motion_lora_file, motion_module_file
     from ..fixtures.sd15 import sd15_checkpoint
 
+    if profile == "trained" and not demo_models_present():
+        profile = "tiny"  # a checkout without the trained files (scripts/train_demo_models.py writes them)
     if profile == "trained":
         from ..fixtures.demo import demo_checkpoint, demo_motion_module
 
