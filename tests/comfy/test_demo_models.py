@@ -18,7 +18,10 @@ from animapose.synthetic.demo import meta, narrow_models
 from animapose.synthetic.shapes import make_clips
 from tests.fixtures.demo import DEMO_MODELS, demo_checkpoint, demo_motion_module
 from tests.harness import demo_motion as dm
+from tests.harness.models import demo_models_present
 from tests.motion_thresholds import DEMO
+
+pytestmark = pytest.mark.skipif(not demo_models_present(), reason="demo_models/ not trained in this checkout")
 
 
 @pytest.fixture(scope="module")
