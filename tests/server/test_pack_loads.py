@@ -21,6 +21,7 @@ EXPECTED_NODES = {
     "AnimaPose_SaveDreamPose",
     "AnimaPose_DreamPoseFinetuneUNet",
     "AnimaPose_DreamPoseFinetuneVAE",
+    "AnimaPose_TrainMotionModule",
 }
 
 
