@@ -2,14 +2,22 @@
 
 from comfy_api.latest import ComfyExtension
 
-from . import animatediff, animatediff_controls, animatediff_i2v, densepose, dreampose, dreampose_finetune
+from . import (
+    animatediff,
+    animatediff_controls,
+    animatediff_i2v,
+    animatediff_training,
+    densepose,
+    dreampose,
+    dreampose_finetune,
+)
 from .common import register_model_folders
 
 
 class AnimaPoseExtension(ComfyExtension):
     async def get_node_list(self):
-        return [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *dreampose.NODES,
-                *dreampose_finetune.NODES, *densepose.NODES]
+        return [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_training.NODES,
+                *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
 
 
 __all__ = ["AnimaPoseExtension", "register_model_folders"]

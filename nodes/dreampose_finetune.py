@@ -47,7 +47,7 @@ def _common_inputs():
 class _Reporter:
     """ComfyUI's progress bar plus a line of text on the node with the current and recent loss."""
 
-    def __init__(self, label: str, node_id, steps: int):
+    def __init__(self, label: str, node_id, steps: int, preparing: str = "copying the weights, encoding the photos"):
         import comfy.utils
 
         self.label, self.node_id = label, node_id
@@ -56,7 +56,7 @@ class _Reporter:
         self.started = time.monotonic()
         self.bar = comfy.utils.ProgressBar(max(steps, 1))
         if steps > 0:
-            self.text(f"{label}: preparing (copying the weights, encoding the photos)")
+            self.text(f"{label}: preparing ({preparing})")
 
     def __call__(self, step: int, total: int, loss: float) -> None:
         self.bar.update_absolute(step, total)

@@ -1,9 +1,12 @@
 """The main job: real ComfyUI with the pack, demo models, every shipped workflow queued, outputs listed.
 
-Run through ``scripts/demo.sh`` (which provisions first). The demo models are random-weight fixtures in the real
-files' layouts, linked under the real file names, so the shipped workflows run unchanged apart from CPU-sized
-resolution and steps (``tests/harness/workflows.py``). AnimateDiff outputs are noise-like pictures: the point is
-that every pipeline runs end to end from the ComfyUI queue. ``--dreampose trained`` runs the DreamPose workflows with the tiny
+Run through ``scripts/demo.sh`` (which provisions first). The SD1.5 checkpoint and the v2 motion module are the tiny
+models the pack trained itself on synthetic clips of moving shapes (``scripts/train_demo_models.py``; shipped in
+``demo_models/``, widened to the real layouts on first use), so the AnimateDiff workflows draw coloured shapes that
+move; the other models are random-weight fixtures in the real files' layouts. All are linked under the real file
+names, so the shipped workflows run unchanged apart from CPU-sized resolution and steps
+(``tests/harness/workflows.py``).
+``--dreampose trained`` runs the DreamPose workflows with the tiny
 DreamPose trained on synthetic people (``scripts/train_demo_dreampose.py``, trained into the cache on the first run), a
 held-out synthetic subject and a synthetic walk instead of random weights.
 """
@@ -32,8 +35,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", action="store_true", help="keep the server running afterwards for the browser UI")
     ap.add_argument("--port", type=int, default=8188)
-    ap.add_argument("--profile", default="small", choices=["tiny", "small"],
-                    help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
+    ap.add_argument("--profile", default="trained", choices=["trained", "tiny", "small"],
+                    help="SD1.5 models: the pack's trained demo models (default), or random fixtures (tiny: one level, "
+                         "small: SD1.5's block positions)")
     ap.add_argument("--dreampose", default="random", choices=["trained", "random"],
                     help="DreamPose files: random weights in the official layouts (default), or the tiny model "
                          "trained on synthetic people (trained into the cache on first use; see the README)")

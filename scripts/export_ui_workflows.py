@@ -65,6 +65,13 @@ NOTES = {
         "ViT-B/32 (openai/clip-vit-base-patch32 folder) in models/clip_vision.\n"
         "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays in ComfyUI's input folder.\n"
         "image_cfg (s_I) 8 and pose_cfg (s_p) 3 follow the paper's demo; frames_per_batch trades memory for speed."),
+    "animatediff_train_motion_lora": (
+        "AnimaPose: train a MotionLoRA on your clips, then animate with it\n\n"
+        "Load Image reads an animated GIF/WebP as one batch of frames (or use a video loader); frames_per_video splits "
+        "it into videos, one caption line per video. Train Motion Module freezes the image model and trains a LoRA "
+        "on the motion module's temporal attention (mode motion_lora) or a whole motion module (motion_module), and "
+        "saves it to models/animatediff_motion_lora (or animatediff_models) when save_name is set. Cancel stops at "
+        "the next step; the graph then samples with the trained motion."),
     "dreampose_finetune_then_animate": (
         "AnimaPose DreamPose: finetune on your subject, then animate\n\n"
         "1. Finetune UNet + Adapter (paper: 500 steps, lr 1e-5), then the VAE decoder (1500 steps, lr 5e-5), on the "

@@ -3,7 +3,8 @@
 The workflows in ``workflows/`` carry real-use settings (512 px, 20 steps) and real model file names. The demo
 job and the test tiers run them against small random-weight fixtures on two CPU cores, so ``shrink_api_prompt``
 lowers resolution and step counts (never the graph, the node types or the frame counts, which are the point of
-each workflow) and gives every seed a fresh value so ComfyUI's cache cannot skip the run.
+each workflow), swaps the AnimateDiff prompts for captions the demo models were trained on, and gives every seed a
+fresh value so ComfyUI's cache cannot skip the run.
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ CPU_SETTINGS = {
     "AnimaPose_PoseConditioning": {"width": 64, "height": 80},
     "AnimaPose_DreamPoseFinetuneUNet": {"steps": 2, "width": 64, "height": 80},
     "AnimaPose_DreamPoseFinetuneVAE": {"steps": 2, "width": 64, "height": 80},
+    # one update on 4-frame clips: the training path runs end to end, on the 320-wide demo UNet
+    "AnimaPose_TrainMotionModule": {"steps": 1, "frames": 4},
 }
 SEED_INPUTS = ("seed", "noise_seed")
+# Prompts of the shipped workflows -> what the demo models (trained on captioned clips of moving shapes, with the
+# empty prompt as their unconditional one) were trained to draw.
+CPU_TEXT = {
+    "a red fox running through snowy woods, golden hour, detailed fur, masterpiece": "a red circle moving right",
+    "timelapse of clouds drifting over a mountain lake, cinematic, highly detailed": "a blue square moving in a circle",
+    "blurry, low quality, watermark, text": "",
+}
 
 
 def is_api_format(data: dict) -> bool:
@@ -59,6 +69,8 @@ def shrink_api_prompt(prompt: dict, seed: int | None = None) -> dict:
         for name, value in CPU_SETTINGS.get(node["class_type"], {}).items():
             if name in inputs and not isinstance(inputs[name], list):
                 inputs[name] = min(inputs[name], value) if isinstance(value, int) else value
+        if node["class_type"] == "CLIPTextEncode" and inputs.get("text") in CPU_TEXT:
+            inputs["text"] = CPU_TEXT[inputs["text"]]
         for name in SEED_INPUTS:
             if name in inputs and not isinstance(inputs[name], list):
                 inputs[name] = rng.randrange(2**32)

@@ -32,6 +32,7 @@ EXPECTED_NODES = {
     "AnimaPose_SaveDreamPose",
     "AnimaPose_DreamPoseFinetuneUNet",
     "AnimaPose_DreamPoseFinetuneVAE",
+    "AnimaPose_TrainMotionModule",
 }
 
 

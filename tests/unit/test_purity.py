@@ -17,7 +17,8 @@ PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "anim
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
         "animapose.dreampose.training", "animapose.densepose.model", "animapose.densepose.convert",
         "animapose.densepose.sequence", "animapose.densepose.estimate", "animapose.synthetic",
-        "animapose.synthetic.people", "animapose.synthetic.people_metrics", "animapose.synthetic.people_vae"]
+        "animapose.synthetic.people", "animapose.synthetic.people_metrics", "animapose.synthetic.people_vae",
+        "animapose.synthetic.shapes", "animapose.synthetic.analyse", "animapose.training.settings"]
 COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")
 
 

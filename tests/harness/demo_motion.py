@@ -1,0 +1,100 @@
+"""Sampling and measuring the demo models' clips, shared by the demo-model tests and ``scripts/demo_strips.py``.
+
+Clips are sampled through ComfyUI's own sampler with the pack's motion-model injection, on the narrow twins of the demo
+files (``animapose.synthetic.demo.narrow_models``: the same outputs at a sixteenth of the cost, parity-tested), and
+decoded with the demo checkpoint's VAE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SIZE = 64
+FRAMES = 16
+STEPS = 10
+CFG = 5.0
+SAMPLER, SCHEDULER = "ddim", "ddim_uniform"  # the shipped AnimateDiff workflows' choice
+
+
+@dataclass
+class DemoModels:
+    model: object  # the narrow MODEL
+    motion: object  # the narrow MOTION_MODEL
+    clip: object
+    vae: object
+    texts: dict = field(default_factory=dict)  # prompt -> CONDITIONING, encoded once
+
+    def encode(self, text: str):
+        if text not in self.texts:
+            self.texts[text] = self.clip.encode_from_tokens_scheduled(self.clip.tokenize(text))
+        return self.texts[text]
+
+
+def load(folder=None) -> DemoModels:
+    import comfy.sd
+
+    from animapose.motion.inflate import load_motion_model
+    from animapose.synthetic.demo import narrow_models
+
+    from ..fixtures.demo import DEMO_MODELS, demo_checkpoint, demo_motion_module
+
+    folder = folder or DEMO_MODELS
+    # the text encoder in fp32: ComfyUI's CPU default (fp16) is many times slower on CPUs
+    wide, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(demo_checkpoint()),
+                                                               te_model_options={"dtype": torch.float32})
+    motion = load_motion_model(str(demo_motion_module()), "mm_sd_v15_v2.ckpt")
+    model, narrow_motion = narrow_models(folder, wide, motion)
+    return DemoModels(model, narrow_motion, clip, vae)
+
+
+def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, motion_model=None, frames: int = FRAMES,
+           steps: int = STEPS) -> torch.Tensor:
+    """(frames, SIZE, SIZE, 3) in [0, 1]."""
+    import comfy.sample
+
+    from animapose.motion.inflate import apply_motion_model
+
+    with torch.inference_mode():
+        model = apply_motion_model(models.model, motion_model or models.motion).model if motion else models.model
+        positive, negative = models.encode(prompt), models.encode("")
+        latent = torch.zeros(frames, 4, SIZE // 8, SIZE // 8)
+        noise = comfy.sample.prepare_noise(latent, seed)
+        out = comfy.sample.sample(model, noise, steps, CFG, SAMPLER, SCHEDULER, positive, negative, latent, seed=seed,
+                                  disable_pbar=True)
+        return models.vae.decode(out)[..., :3].float().clamp(0, 1)
+
+
+def train_direction_lora(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60,
+                         rank: int = 8, learning_rate: float = 1e-3, seed: int = 0):
+    """A MotionLoRA trained by the pack's motion trainer (``MotionRun`` + ``train_run``, the node's loop) on synthetic
+    clips that all move one way, on the narrow twins; returns the motion model with the LoRA added."""
+    import copy
+
+    from animapose.motion.inflate import plan_slots
+    from animapose.synthetic.demo import meta
+    from animapose.synthetic.shapes import make_clips
+    from animapose.synthetic.tiny_models import encode_frames
+    from animapose.training import motion as mt
+    from animapose.training.loop import training_mode
+
+    from ..fixtures.demo import DEMO_MODELS
+
+    scale = meta(DEMO_MODELS)["vae_scale"]
+    data = make_clips(clips, 1000 + seed, motion=motion, shapes=("circle", "square"))
+    captions = sorted({c for _, c, _ in data})
+    with torch.inference_mode():
+        contexts = [models.encode(c)[0][0].float() for c in captions]
+        empty = models.encode("")[0][0].float()
+    contexts = [c.clone() for c in contexts]
+    settings = mt.MotionTrainSettings(mode="motion_lora", steps=steps, learning_rate=learning_rate, lora_rank=rank,
+                                      frames=FRAMES, seed=seed, gradient_checkpointing=False)
+    with training_mode():
+        unet = copy.deepcopy(models.model.model.diffusion_model)
+        motion_set = copy.deepcopy(models.motion.patcher.model).float()
+        slots = plan_slots(unet, models.motion.info)
+        run = mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
+                           [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
+                           contexts, empty.clone(), settings, torch.device("cpu"))
+        result = mt.train_run(run, "direction MotionLoRA")
+    return mt.motion_model_with_lora(models.motion, result.lora_pairs, f"{motion} LoRA"), result
