@@ -1,9 +1,23 @@
-// AnimaPose front-end: shows what a node detected or applied (the text its Python side returns as UI output,
-// e.g. the motion module's format on the loader) in a read-only box on the node.
+// AnimaPose front-end:
+// - an info box on the pack's nodes that shows what the node detected or applied (the text its Python side returns
+//   as UI output, e.g. the motion module's format on the loader). Warnings come first, the box is as tall as the
+//   wrapped text (no scrollbar hides a line), and when the node grows the nodes and groups below it move down so
+//   nothing overlaps;
+// - an upload button on the DensePose UV loader for a .zip of .npy pose files (it lands in ComfyUI's input folder
+//   and becomes the picked choice).
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 
 const EXTENSION = "animapose.nodeInfo";
 const WIDGET = "animapose_info";
+const UPLOAD_WIDGET = "upload pose archive (.zip)";
+const POSE_LOADER = "AnimaPose_LoadDensePoseUV";
+const FONT_PX = 12;
+const LINE_PX = 16;
+const PAD_PX = 10; // textarea padding + border, top and bottom together
+const MIN_WIDTH = 360;
+const MAX_LINES = 40; // a safety cap only; the pack's summaries are far shorter
+const GAP = 20; // space kept between a grown node and what it pushes down
 
 // ComfyUI can serve this folder twice (pyproject [tool.comfy] web and WEB_DIRECTORY register it under the
 // project name and the folder name); register once.
@@ -18,27 +32,201 @@ if (!app.extensions?.some((e) => e.name === EXTENSION)) {
         const text = message?.text?.join("\n");
         if (text) showInfo(this, text);
       };
+      if (nodeData.name === POSE_LOADER) {
+        const onNodeCreated = nodeType.prototype.onNodeCreated;
+        nodeType.prototype.onNodeCreated = function () {
+          const r = onNodeCreated?.apply(this, arguments);
+          addPoseUpload(this);
+          return r;
+        };
+      }
     },
   });
 }
 
-function showInfo(node, text) {
+// Warning lines first (in their order), then the rest: a truncated-download warning must be the first thing read.
+export function warningsFirst(text) {
+  const lines = text.split("\n");
+  const warn = lines.filter((l) => /\bwarning\b/i.test(l));
+  return [...warn, ...lines.filter((l) => !/\bwarning\b/i.test(l))].join("\n");
+}
+
+let measureCtx = null;
+// Lines the text takes when wrapped at `width` px the way the textarea wraps it (at spaces, long words broken).
+function wrappedLines(text, width, font) {
+  measureCtx ??= document.createElement("canvas").getContext("2d");
+  measureCtx.font = font;
+  let count = 0;
+  for (const para of text.split("\n")) {
+    let line = "";
+    let lines = 1;
+    for (const word of para.split(/(\s+)/)) {
+      const next = line + word;
+      if (measureCtx.measureText(next).width <= width || !line.trim()) {
+        line = next;
+        // a single word wider than the box wraps by itself
+        while (measureCtx.measureText(line).width > width && line.length > 1) {
+          let cut = line.length - 1;
+          while (cut > 1 && measureCtx.measureText(line.slice(0, cut)).width > width) cut--;
+          line = line.slice(cut);
+          lines++;
+        }
+      } else {
+        lines++;
+        line = word.trimStart();
+      }
+    }
+    count += lines;
+  }
+  return count;
+}
+
+function boxHeight(node, area) {
+  const style = getComputedStyle(area);
+  const font = style.font && style.font !== "" ? style.font : `${FONT_PX}px sans-serif`;
+  // the textarea is the node's width less the widget margins (10 px a side) and its own padding
+  const width = Math.max(60, node.size[0] - 20 - PAD_PX - 6);
+  const lines = Math.min(MAX_LINES, wrappedLines(area.value, width, font));
+  return PAD_PX + LINE_PX * lines + 4;
+}
+
+function showInfo(node, raw) {
+  const text = warningsFirst(raw);
   let widget = node.widgets?.find((w) => w.name === WIDGET);
   if (!widget) {
     const area = document.createElement("textarea");
     area.readOnly = true;
-    area.className = "comfy-multiline-input";
-    area.style.cssText = "width:100%;font-size:11px;opacity:0.85;resize:none";
+    area.className = "comfy-multiline-input animapose-info";
+    area.style.cssText = `width:100%;font-size:${FONT_PX}px;line-height:${LINE_PX}px;padding:4px 6px;`
+      + "box-sizing:border-box;resize:none;overflow:hidden;opacity:0.9;white-space:pre-wrap;overflow-wrap:anywhere";
     widget = node.addDOMWidget(WIDGET, "customtext", area, {
       getValue: () => area.value,
       setValue: (v) => (area.value = v),
-      // Height follows the text (about 15 px a line), so the whole summary is readable without scrolling.
-      getMinHeight: () => 16 + 15 * Math.min(12, (area.value.match(/\n/g)?.length ?? 0) + 1),
+      // as tall as the wrapped text at the node's current width: every line readable, no scrollbar
+      getMinHeight: () => boxHeight(node, area),
+      getMaxHeight: () => boxHeight(node, area),
       serialize: false,
     });
     widget.serialize = false;
   }
   widget.element.value = text;
-  node.setSize?.([Math.max(node.size[0], 360), node.computeSize()[1]]);
-  node.setDirtyCanvas?.(true, true);
+  widget.element.classList.toggle("animapose-warning", /\bwarning\b/i.test(text));
+  if (/\bwarning\b/i.test(text)) widget.element.style.borderLeft = "3px solid #e0a030";
+  resizeAndMakeRoom(node);
 }
+
+function resizeAndMakeRoom(node) {
+  const graph = node.graph ?? app.graph;
+  const oldBottom = node.pos[1] + node.size[1];
+  const width = Math.max(node.size[0], MIN_WIDTH);
+  node.setSize?.([width, node.size[1]]);
+  const height = node.computeSize([width, node.size[1]])[1];
+  node.setSize?.([width, height]);
+  const grow = node.pos[1] + node.size[1] - oldBottom;
+  if (graph && grow > 0) pushDown(graph, node, oldBottom);
+  node.setDirtyCanvas?.(true, true);
+  graph?.setDirtyCanvas?.(true, true);
+}
+
+const rectOf = (n) => {
+  const th = LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+  return [n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th];
+};
+const overlapsX = (a, b) => a[0] < b[0] + b[2] && b[0] < a[0] + a[2];
+const overlaps = (a, b) => overlapsX(a, b) && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+const inside = (inner, outer) => inner[0] >= outer[0] - 1 && inner[1] >= outer[1] - 1
+  && inner[0] + inner[2] <= outer[0] + outer[2] + 1 && inner[1] + inner[3] <= outer[1] + outer[3] + 1;
+
+// Moves what the grown node now covers (nodes below it that share its columns, cascading) down just enough, and
+// stretches the groups that hold it. Nothing moves up and nothing left or right.
+function pushDown(graph, grown, oldBottom) {
+  const nodes = [...(graph.nodes ?? graph._nodes ?? [])];
+  const groups = [...(graph.groups ?? graph._groups ?? [])];
+  const groupRect = (g) => [g.pos[0], g.pos[1], g.size[0], g.size[1]];
+  // groups that hold the grown node stretch with it
+  for (const g of groups) {
+    const r = groupRect(g);
+    if (inside(rectOf(grown), [r[0], r[1], r[2], Math.max(r[3], oldBottom - r[1] + GAP)])) {
+      const need = grown.pos[1] + grown.size[1] + GAP / 2 - (r[1] + r[3]);
+      if (need > 0) g.size = [g.size[0], g.size[1] + need];
+    }
+  }
+  const placed = [rectOf(grown)];
+  const below = nodes.filter((n) => n !== grown && n.pos[1] >= oldBottom - 1)
+    .sort((a, b) => a.pos[1] - b.pos[1]);
+  for (const n of below) {
+    const r = rectOf(n);
+    let need = 0;
+    for (const p of placed) {
+      if (overlaps([r[0], r[1] - GAP, r[2], r[3] + GAP], p)) need = Math.max(need, p[1] + p[3] + GAP - r[1]);
+    }
+    if (need > 0) {
+      for (const g of groups) {
+        const gr = groupRect(g);
+        // a group that holds the moved node (and not the grown one) stretches to keep holding it
+        if (inside(r, gr) && !inside(rectOf(grown), gr)) g.size = [g.size[0], g.size[1] + need];
+      }
+      n.pos = [n.pos[0], n.pos[1] + need];
+    }
+    placed.push(rectOf(n));
+  }
+  for (const g of groups) {
+    const gr = groupRect(g);
+    const holds = nodes.filter((n) => inside(rectOf(n), [gr[0], gr[1], gr[2], gr[3] + 10000]));
+    const bottom = Math.max(...holds.map((n) => n.pos[1] + n.size[1]), -Infinity);
+    if (holds.length && bottom + GAP / 2 > gr[1] + gr[3] && holds.includes(grown)) {
+      g.size = [g.size[0], bottom + GAP / 2 - gr[1]];
+    }
+  }
+}
+
+function addPoseUpload(node) {
+  const combo = node.widgets?.find((w) => w.name === "folder");
+  if (!combo || node.widgets.some((w) => w.name === UPLOAD_WIDGET)) return;
+  const input = document.createElement("input");
+  input.type = "file";
+  input.accept = ".zip,application/zip";
+  input.style.display = "none";
+  document.body.append(input);
+  input.onchange = async () => {
+    const file = input.files?.[0];
+    input.value = "";
+    if (file) await uploadPoseArchive(node, file);
+  };
+  const button = node.addWidget("button", UPLOAD_WIDGET, null, () => input.click());
+  button.serialize = false;
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    input.remove();
+    return onRemoved?.apply(this, arguments);
+  };
+}
+
+// Uploads a .zip of .npy pose files into ComfyUI's input folder and picks it. Exposed for tests and other scripts.
+export async function uploadPoseArchive(node, file) {
+  if (!/\.zip$/i.test(file.name)) {
+    app.extensionManager?.toast?.add?.({ severity: "error", summary: "AnimaPose",
+      detail: `${file.name}: pick a .zip archive of frame_N_densepose.npy files`, life: 6000 });
+    return null;
+  }
+  const body = new FormData();
+  body.append("image", file, file.name);
+  body.append("type", "input");
+  const resp = await api.fetchApi("/upload/image", { method: "POST", body });
+  if (resp.status !== 200) {
+    app.extensionManager?.toast?.add?.({ severity: "error", summary: "AnimaPose",
+      detail: `upload of ${file.name} failed: ${resp.status} ${resp.statusText}`, life: 6000 });
+    return null;
+  }
+  const data = await resp.json();
+  const name = data.subfolder ? `${data.subfolder}/${data.name}` : data.name;
+  const combo = node.widgets.find((w) => w.name === "folder");
+  const values = combo.options.values;
+  if (Array.isArray(values) && !values.includes(name)) values.push(name);
+  combo.value = name;
+  combo.callback?.(name);
+  node.setDirtyCanvas?.(true, true);
+  return name;
+}
+
+if (typeof window !== "undefined") window.__animapose = { uploadPoseArchive, warningsFirst };

@@ -29,7 +29,7 @@ def _files(folder: str) -> list[str]:
 
 
 class LoadMotionModel(PackNode):
-    DISPLAY = "AnimaPose Load Motion Model"
+    DISPLAY = "Load AnimateDiff Motion Model"
 
     @classmethod
     def define_schema(cls):
@@ -48,7 +48,7 @@ class LoadMotionModel(PackNode):
                                        "AnimateDiff-Evolved uses too)."),
             ],
             outputs=[MotionModelType.Output(
-                "motion_model", tooltip="The motion modules, ready for 'AnimaPose Apply Motion Model'.")],
+                display_name="motion_model", tooltip="The motion modules, ready for 'Apply AnimateDiff Motion Model'.")],
         )
 
     @classmethod
@@ -79,7 +79,7 @@ def _adapter_config(path: str) -> dict | None:
 
 
 class LoadMotionLoRA(PackNode):
-    DISPLAY = "AnimaPose Load Motion LoRA"
+    DISPLAY = "Load AnimateDiff Motion LoRA"
 
     @classmethod
     def define_schema(cls):
@@ -90,7 +90,7 @@ class LoadMotionLoRA(PackNode):
             description=("Adds a motion LoRA (camera moves such as zoom or pan; original AnimateDiff layout) to a motion "
                          "model, as W += strength * up @ down on its temporal attention. Chain several to mix them."),
             inputs=[
-                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'Load AnimateDiff Motion Model'."),
                 io.Combo.Input("lora_name", options=_files(MOTION_LORA_FOLDER),
                                tooltip="Motion LoRA file in models/animatediff_motion_lora. The official ones were "
                                        "trained on mm_sd_v15_v2."),
@@ -110,7 +110,7 @@ class LoadMotionLoRA(PackNode):
 
 
 class ApplyMotionModel(PackNode):
-    DISPLAY = "AnimaPose Apply Motion Model"
+    DISPLAY = "Apply AnimateDiff Motion Model"
 
     @classmethod
     def define_schema(cls):
@@ -124,7 +124,7 @@ class ApplyMotionModel(PackNode):
                 "Works with any sampler node, LoRA and ControlNet. The incoming MODEL is not changed."),
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.5 or SDXL MODEL matching the motion module's family."),
-                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'Load AnimateDiff Motion Model'."),
                 io.Float.Input("motion_scale", default=1.0, min=0.0, max=2.0, step=0.01,
                                tooltip="Multiplies what the motion modules add: 1.0 is the original AnimateDiff, "
                                        "0 turns motion off, values in between calm it."),
@@ -151,7 +151,7 @@ class ApplyMotionModel(PackNode):
 
 
 class ContextWindows(PackNode):
-    DISPLAY = "AnimaPose Context Windows"
+    DISPLAY = "AnimateDiff Context Options / Windows"
 
     @classmethod
     def define_schema(cls):
@@ -166,7 +166,7 @@ class ContextWindows(PackNode):
                 "the overlaps, with ComfyUI's own context-window handler on the frame (batch) axis. Memory stays that "
                 "of one window however many frames you render."),
             inputs=[
-                io.Model.Input("model", tooltip="The animation MODEL (before or after 'AnimaPose Apply Motion Model')."),
+                io.Model.Input("model", tooltip="The animation MODEL (before or after 'Apply AnimateDiff Motion Model')."),
                 io.Int.Input("context_length", default=16, min=2, max=128,
                              tooltip="Frames per window; at most the motion module's position length (16 is "
                                      "AnimateDiff's sweet spot)."),

@@ -4,7 +4,6 @@ goes on serving (a good prompt runs right after)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 
@@ -40,17 +39,17 @@ def _prompt(model_name="mm_sd_v15_v2.ckpt", frames=4):
 
 
 CASES = {
-    "sdxl_on_sd15": (dict(model_name="mm_sdxl_v10_beta.ckpt"), "AnimaPose Apply Motion Model",
+    "sdxl_on_sd15": (dict(model_name="mm_sdxl_v10_beta.ckpt"), "Apply AnimateDiff Motion Model",
                      "input 'motion_model'", "SDXL motion module"),
-    "width_mismatch": (dict(model_name="mm_wide.safetensors"), "AnimaPose Apply Motion Model",
+    "width_mismatch": (dict(model_name="mm_wide.safetensors"), "Apply AnimateDiff Motion Model",
                        "input 'motion_model'", "channel widths do not match"),
     "frames_beyond_positions": (dict(frames=40), "AnimaPose Apply Motion Model", "input 'motion_model'",
                                 "40 frames"),
-    "truncated_file": (dict(model_name="mm_truncated.ckpt"), "AnimaPose Load Motion Model", "input 'model_name'",
+    "truncated_file": (dict(model_name="mm_truncated.ckpt"), "Load AnimateDiff Motion Model", "input 'model_name'",
                        "truncated"),
-    "not_a_model": (dict(model_name="notes.safetensors"), "AnimaPose Load Motion Model", "input 'model_name'",
+    "not_a_model": (dict(model_name="notes.safetensors"), "Load AnimateDiff Motion Model", "input 'model_name'",
                     "truncated or is not a safetensors file"),
-    "pickled_code": (dict(model_name="pickled.ckpt"), "AnimaPose Load Motion Model", "input 'model_name'",
+    "pickled_code": (dict(model_name="pickled.ckpt"), "Load AnimateDiff Motion Model", "input 'model_name'",
                      "refused for safety"),
 }
 
