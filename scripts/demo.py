@@ -17,10 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.thumbnails import make_thumbnail  # noqa: E402
 from tests.harness.env import AP_HOME  # noqa: E402
 from tests.harness.models import demo_files  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
-from tests.harness.workflows import shipped, shrink_api_prompt  # noqa: E402
+from tests.harness.workflows import WORKFLOWS, shipped, shrink_api_prompt, template_name  # noqa: E402
 
 log = logging.getLogger("animapose.demo")
 
@@ -31,6 +32,8 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--profile", default="small", choices=["tiny", "small"],
                     help="fixture UNet size: small has SD1.5's block positions (default), tiny is fastest")
+    ap.add_argument("--no-thumbnails", action="store_true",
+                    help="do not write the Templates dialog thumbnails (workflows/<template>.jpg) from the outputs")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -58,6 +61,9 @@ def main() -> int:
                 continue
             files = server.output_files(entry)
             results.append((path.name, f"{time.time() - t0:.1f} s", files))
+            if not args.no_thumbnails:
+                thumb = make_thumbnail(files, WORKFLOWS / f"{template_name(path.stem)}.jpg")
+                log.info("thumbnail: %s", thumb or "none (no readable picture output)")
             log.info("%s done in %.1f s", path.name, time.time() - t0)
         print("\nOutputs:")
         for name, status, files in results:

@@ -32,6 +32,16 @@ CPU_SETTINGS = {
 }
 SEED_INPUTS = ("seed", "noise_seed")
 
+# The Templates dialog shows a custom node pack's template by its file name (title = name) and, sorted
+# alphabetically, in name order; so the UI-format file of workflows/api/<stem>.json is workflows/<title>.json with a
+# leading number for the order. Workflows without an entry keep their stem as the name.
+TEMPLATE_TITLES = {
+    "animatediff_txt2vid": "1 AnimateDiff - text to animation",
+    "animatediff_long_context": "2 AnimateDiff - long animation with context windows",
+    "dreampose_pose_to_video": "3 DreamPose - photo and poses to video",
+    "dreampose_finetune_then_animate": "4 DreamPose - finetune on a subject, then animate",
+}
+
 
 def is_api_format(data: dict) -> bool:
     return "nodes" not in data and all(isinstance(v, dict) and "class_type" in v for v in data.values())
@@ -42,6 +52,16 @@ def shipped(api_only: bool = False) -> list[Path]:
     if api_only:
         return sorted(API_WORKFLOWS.glob("*.json"))
     return sorted(WORKFLOWS.glob("*.json")) + sorted(API_WORKFLOWS.glob("*.json"))
+
+
+def template_name(stem: str) -> str:
+    """The file name (without .json) of the UI-format template made from workflows/api/<stem>.json."""
+    return TEMPLATE_TITLES.get(stem, stem)
+
+
+def api_stem(template: str) -> str:
+    """The API-format stem of a template name (the inverse of ``template_name``)."""
+    return next((k for k, v in TEMPLATE_TITLES.items() if v == template), template)
 
 
 def api_workflow(name: str) -> dict:
