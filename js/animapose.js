@@ -13,11 +13,13 @@ const WIDGET = "animapose_info";
 const UPLOAD_WIDGET = "upload pose archive (.zip)";
 const POSE_LOADER = "AnimaPose_LoadDensePoseUV";
 const FONT_PX = 12;
+const FONT_FAMILY = "ui-monospace, Menlo, Consolas, 'DejaVu Sans Mono', monospace";
 const LINE_PX = 16;
 const PAD_PX = 10; // textarea padding + border, top and bottom together
 const MIN_WIDTH = 360;
 const MAX_LINES = 40; // a safety cap only; the pack's summaries are far shorter
 const GAP = 20; // space kept between a grown node and what it pushes down
+const WIDGET_MARGIN = 20; // the frontend gives a DOM widget's element its allotted height less 10 px a side
 
 // ComfyUI can serve this folder twice (pyproject [tool.comfy] web and WEB_DIRECTORY register it under the
 // project name and the folder name); register once.
@@ -32,16 +34,28 @@ if (!app.extensions?.some((e) => e.name === EXTENSION)) {
         const text = message?.text?.join("\n");
         if (text) showInfo(this, text);
       };
-      if (nodeData.name === POSE_LOADER) {
-        const onNodeCreated = nodeType.prototype.onNodeCreated;
-        nodeType.prototype.onNodeCreated = function () {
-          const r = onNodeCreated?.apply(this, arguments);
-          addPoseUpload(this);
-          return r;
-        };
-      }
+      const onNodeCreated = nodeType.prototype.onNodeCreated;
+      nodeType.prototype.onNodeCreated = function () {
+        const r = onNodeCreated?.apply(this, arguments);
+        if (nodeData.name === POSE_LOADER) addPoseUpload(this);
+        fitTitle(this);
+        return r;
+      };
     },
   });
+}
+
+// A new node is at least as wide as its title, so the display name is never cut ("DreamPose Finetune UNet + A...").
+export function titleWidth(title) {
+  measureCtx ??= document.createElement("canvas").getContext("2d");
+  measureCtx.font = `${LiteGraph.NODE_TEXT_SIZE ?? 14}px ${LiteGraph.NODE_FONT ?? "Arial"}`;
+  // the collapse dot on the left and some room on the right
+  return Math.ceil(measureCtx.measureText(title).width) + (LiteGraph.NODE_TITLE_HEIGHT ?? 30) + 24;
+}
+
+function fitTitle(node) {
+  const need = titleWidth(node.title ?? "");
+  if (node.size[0] < need) node.setSize?.([need, node.size[1]]);
 }
 
 // Warning lines first (in their order), then the rest: a truncated-download warning must be the first thing read.
@@ -52,42 +66,36 @@ export function warningsFirst(text) {
 }
 
 let measureCtx = null;
-// Lines the text takes when wrapped at `width` px the way the textarea wraps it (at spaces, long words broken).
-function wrappedLines(text, width, font) {
-  measureCtx ??= document.createElement("canvas").getContext("2d");
-  measureCtx.font = font;
-  let count = 0;
-  for (const para of text.split("\n")) {
-    let line = "";
-    let lines = 1;
-    for (const word of para.split(/(\s+)/)) {
-      const next = line + word;
-      if (measureCtx.measureText(next).width <= width || !line.trim()) {
-        line = next;
-        // a single word wider than the box wraps by itself
-        while (measureCtx.measureText(line).width > width && line.length > 1) {
-          let cut = line.length - 1;
-          while (cut > 1 && measureCtx.measureText(line.slice(0, cut)).width > width) cut--;
-          line = line.slice(cut);
-          lines++;
-        }
-      } else {
-        lines++;
-        line = word.trimStart();
-      }
-    }
-    count += lines;
-  }
-  return count;
-}
 
+let mirror = null;
+const heightCache = new Map();
+// The height the textarea needs to show all of its text without scrolling, measured on a hidden copy with the same
+// font, padding and wrapping rules at the box's current width (the node's width when the box is not on screen).
 function boxHeight(node, area) {
-  const style = getComputedStyle(area);
-  const font = style.font && style.font !== "" ? style.font : `${FONT_PX}px sans-serif`;
-  // the textarea is the node's width less the widget margins (10 px a side) and its own padding
-  const width = Math.max(60, node.size[0] - 20 - PAD_PX - 6);
-  const lines = Math.min(MAX_LINES, wrappedLines(area.value, width, font));
-  return PAD_PX + LINE_PX * lines + 4;
+  // the frontend makes the element the node's width less the widget margins; its own offsetWidth is not reliable
+  // before the widget is first positioned (it is then 100% of something else)
+  const width = Math.round(Math.max(60, node.size[0] - WIDGET_MARGIN));
+  const key = `${width}\u0000${area.value}`;
+  if (heightCache.has(key)) return heightCache.get(key);
+  if (!mirror) {
+    mirror = document.createElement("div");
+    mirror.setAttribute("aria-hidden", "true");
+    document.body.append(mirror);
+  }
+  // before the box is first laid out its computed style is empty: the inline values are what it will have
+  const cs = area.isConnected ? getComputedStyle(area) : {};
+  mirror.style.cssText = "position:absolute;left:-10000px;top:0;visibility:hidden;white-space:pre-wrap;"
+    + `overflow-wrap:anywhere;word-break:normal;box-sizing:border-box;width:${width}px;`
+    + `font-family:${cs.fontFamily || FONT_FAMILY};font-size:${FONT_PX}px;line-height:${LINE_PX}px;`
+    + `padding:${cs.paddingTop || "4px"} ${cs.paddingRight || "6px"} ${cs.paddingBottom || "4px"} `
+    + `${cs.paddingLeft || "6px"};border:${cs.borderTopWidth || "1px"} solid transparent;`
+    + `letter-spacing:${cs.letterSpacing || "normal"};tab-size:${cs.tabSize || 8}`;
+  // a trailing newline would collapse in a div but takes a line in a textarea
+  mirror.textContent = area.value.endsWith("\n") ? area.value + " " : area.value;
+  const h = Math.min(mirror.scrollHeight, PAD_PX + LINE_PX * MAX_LINES) + 4 + WIDGET_MARGIN;
+  if (heightCache.size > 200) heightCache.clear();
+  if (area.isConnected) heightCache.set(key, h);
+  return h;
 }
 
 function showInfo(node, raw) {
@@ -98,6 +106,7 @@ function showInfo(node, raw) {
     area.readOnly = true;
     area.className = "comfy-multiline-input animapose-info";
     area.style.cssText = `width:100%;font-size:${FONT_PX}px;line-height:${LINE_PX}px;padding:4px 6px;`
+      + `font-family:${FONT_FAMILY};`
       + "box-sizing:border-box;resize:none;overflow:hidden;opacity:0.9;white-space:pre-wrap;overflow-wrap:anywhere";
     widget = node.addDOMWidget(WIDGET, "customtext", area, {
       getValue: () => area.value,
@@ -121,6 +130,8 @@ function resizeAndMakeRoom(node) {
   const width = Math.max(node.size[0], MIN_WIDTH);
   node.setSize?.([width, node.size[1]]);
   const height = node.computeSize([width, node.size[1]])[1];
+  // widgets are re-arranged when the size changes; a size that is already right would keep the old box height
+  node.setSize?.([width, height + 1]);
   node.setSize?.([width, height]);
   const grow = node.pos[1] + node.size[1] - oldBottom;
   if (graph && grow > 0) pushDown(graph, node, oldBottom);
@@ -229,4 +240,4 @@ export async function uploadPoseArchive(node, file) {
   return name;
 }
 
-if (typeof window !== "undefined") window.__animapose = { uploadPoseArchive, warningsFirst };
+if (typeof window !== "undefined") window.__animapose = { uploadPoseArchive, warningsFirst, titleWidth };

@@ -220,9 +220,10 @@ class LoadDensePoseUV(PackNode):
         from ..animapose.errors import AnimaPoseError
 
         try:
-            if folder not in _pose_sources():
-                check_inputs(cls, {"folder": folder})
-            check_pose_source(resolve_pose_source(folder_paths.get_input_directory(), folder), "folder")
+            # the path guard first, so an escape attempt is named as such rather than as "not in the list"
+            path = resolve_pose_source(folder_paths.get_input_directory(), folder, "folder")
+            check_inputs(cls, {"folder": folder})
+            check_pose_source(path, "folder")
         except AnimaPoseError as e:
             return str(e.for_node(cls.DISPLAY))
         return True
@@ -258,7 +259,7 @@ class LoadDensePoseUV(PackNode):
 
 
 class PosesFromImages(PackNode):
-    DISPLAY = "DensePose UV Poses From Images"
+    DISPLAY = "Poses From DensePose UV Images"
 
     @classmethod
     def define_schema(cls):

@@ -24,7 +24,6 @@ from animapose.dreampose.pose_sources import (
 from animapose.errors import AnimaPoseError
 
 
-
 def _t():
     return torch.zeros(1)
 
