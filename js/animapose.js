@@ -49,8 +49,8 @@ if (!app.extensions?.some((e) => e.name === EXTENSION)) {
 export function titleWidth(title) {
   measureCtx ??= document.createElement("canvas").getContext("2d");
   measureCtx.font = `${LiteGraph.NODE_TEXT_SIZE ?? 14}px ${LiteGraph.NODE_FONT ?? "Arial"}`;
-  // the collapse dot on the left and some room on the right
-  return Math.ceil(measureCtx.measureText(title).width) + (LiteGraph.NODE_TITLE_HEIGHT ?? 30) + 24;
+  // the frontend draws the title in the node's width less two title heights (drawTitleText) and cuts the rest
+  return Math.ceil(measureCtx.measureText(title).width) + 2 * (LiteGraph.NODE_TITLE_HEIGHT ?? 30) + 4;
 }
 
 function fitTitle(node) {

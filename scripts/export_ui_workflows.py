@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.layout_workflow import LAYOUT_JS, plan  # noqa: E402
+from scripts.layout_workflow import LAYOUT_JS, SAFE, plan  # noqa: E402
 from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS, INIT_SCRIPT, Frontend  # noqa: E402
 from tests.harness.models import demo_files  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
@@ -71,9 +71,9 @@ def export(fe, api: dict, stem: str, object_info: dict) -> dict:
     """The UI-format graph of one API prompt, laid out by scripts/layout_workflow.py in the page ``fe``."""
     view = fe.call(LOAD, [api, template_name(stem)], timeout=60)
     groups = plan(api, object_info)
-    res = fe.call(LAYOUT_JS, [groups, NOTES.get(stem, ""), view, GROW], timeout=60)
-    log.info("%s: %d groups, %.0fx%.0f px, fit zoom %.2f in a %dx%d canvas", stem, len(groups), *res["size"],
-             res["zoom"], *view)
+    res = fe.call(LAYOUT_JS, [groups, NOTES.get(stem, ""), view, GROW, SAFE], timeout=120)
+    log.info("%s: %d groups in %d row(s), %.0fx%.0f px, opening zoom %.2f in a %dx%d canvas", stem, len(groups),
+             res["rows"], *res["size"], res["zoom"], *view)
     return res["workflow"]
 
 

@@ -130,7 +130,12 @@ def plan(prompt: dict, object_info: dict) -> list[dict]:
 # Runs in the page after app.loadApiJson: sizes nodes (titles fully shown, room for previews that appear later),
 # places the groups as columns, picks each group's column height so fit-to-view zoom is largest, adds the Note in
 # front and stores the opening view. Returns the serialised graph and the zoom reached.
-LAYOUT_JS = r"""async ([groups, note, view, grow]) => {
+# Where the frontend's own overlays sit on a 1600x1000 window (frontend 1.32.9, measured): the tab bar and the
+# workflow-name box at the top (the Run bar top right), the side bar on the left, the minimap and the canvas menu at
+# the bottom right. The opening view keeps the graph clear of them.
+SAFE = {"left": 64, "top": 108, "right": 16, "bottom": 16, "minimap": [265, 265]}
+
+LAYOUT_JS = r"""async ([groups, note, view, grow, safe]) => {
   const graph = app.graph;
   const byId = (id) => graph.getNodeById(isNaN(+id) ? id : +id);
   const TH = LiteGraph.NODE_TITLE_HEIGHT ?? 30;
@@ -138,8 +143,11 @@ LAYOUT_JS = r"""async ([groups, note, view, grow]) => {
   const ctx = document.createElement('canvas').getContext('2d');
   ctx.font = `${LiteGraph.NODE_TEXT_SIZE ?? 14}px ${LiteGraph.NODE_FONT ?? 'Arial'}`;
   for (const n of graph.nodes) {
+    // a title left over from an older display name of a pack node gives way to the current one
+    const def = LiteGraph.registered_node_types[n.type]?.title;
+    if (def && n.type.startsWith('AnimaPose_') && /^AnimaPose /.test(n.title)) n.title = def;
     const title = n.getTitle?.() ?? n.title;
-    const need = Math.ceil(ctx.measureText(title).width) + TH + 40;  // collapse dot + badge room
+    const need = Math.ceil(ctx.measureText(title).width) + 2 * TH + 4;  // drawTitleText's room
     const min = n.computeSize();
     const extra = grow[n.type] ?? 0;
     n.setSize([Math.max(n.size[0], min[0], need), Math.max(n.size[1], min[1]) + extra]);
@@ -151,6 +159,7 @@ LAYOUT_JS = r"""async ([groups, note, view, grow]) => {
     n.setSize([380, Math.max(220, 18 * Math.ceil(note.length / 52) + 40)]);
     n.__apNote = true;
   }
+  const noteNode = graph.nodes.find((n) => n.__apNote);
   // one group: split its nodes (in order) into columns no taller than h
   const columns = (ids, h) => {
     const cols = [[]];
@@ -163,45 +172,55 @@ LAYOUT_JS = r"""async ([groups, note, view, grow]) => {
     }
     return cols;
   };
-  const place = (h) => {
-    let x = 0, maxY = 0;
+  // groups left to right; from index `wrap` on, a second row below the first
+  const place = (h, wrap) => {
     const placed = [];
-    const noteNode = graph.nodes.find((n) => n.__apNote);
-    if (noteNode) { noteNode.pos = [0, TH]; x = noteNode.size[0] + COL_GAP; maxY = noteNode.size[1] + TH; }
-    for (const g of groups) {
+    let x = 0, y0 = 0, rowH = 0, width = 0;
+    if (noteNode) { noteNode.pos = [0, TH]; x = noteNode.size[0] + COL_GAP; rowH = noteNode.size[1] + TH; }
+    groups.forEach((g, i) => {
+      if (i === wrap && i > 0) { width = Math.max(width, x - COL_GAP); x = 0; y0 += rowH + COL_GAP; rowH = 0; }
       const cols = columns(g.nodes, h);
       let gx = x + GROUP_PAD, gBottom = 0;
       for (const col of cols) {
         const w = Math.max(...col.map((n) => n.size[0]));
         let y = GROUP_TITLE + GROUP_PAD;
         for (const n of col) {
-          n.pos = [gx, y + TH];
+          n.pos = [gx, y0 + y + TH];
           y += n.size[1] + TH + GAP;
         }
         gBottom = Math.max(gBottom, y - GAP);
         gx += w + GAP;
       }
       const gw = gx - GAP + GROUP_PAD - x;
-      placed.push({g, rect: [x, 0, gw, gBottom + GROUP_PAD]});
-      maxY = Math.max(maxY, gBottom + GROUP_PAD);
+      placed.push({g, rect: [x, y0, gw, gBottom + GROUP_PAD]});
+      rowH = Math.max(rowH, gBottom + GROUP_PAD);
       x += gw + COL_GAP;
-    }
-    return {placed, width: x - COL_GAP, height: maxY};
+    });
+    return {placed, width: Math.max(width, x - COL_GAP), height: y0 + rowH};
   };
   const [vw, vh] = view;
-  const zoomOf = (r) => Math.min(vw / (r.width + 80), vh / (r.height + 80));
+  const freeW = vw - safe.left - safe.right, freeH = vh - safe.top - safe.bottom;
+  const [mw, mh] = safe.minimap;
+  // the graph either stays above the minimap or left of it
+  const zoomOf = (r) => {
+    const above = Math.min(freeW / r.width, (freeH - mh) / r.height);
+    const left = Math.min((freeW - mw) / r.width, freeH / r.height);
+    return above >= left ? {z: above, w: freeW, h: freeH - mh} : {z: left, w: freeW - mw, h: freeH};
+  };
   const heights = new Set();
   for (const g of groups) {
     let acc = 0;
     for (const id of g.nodes) { const n = byId(id); acc += n.size[1] + TH + GAP; heights.add(acc); heights.add(n.size[1] + TH); }
   }
   let best = null;
-  for (const h of [...heights].sort((a, b) => a - b)) {
-    const r = place(h);
-    const z = zoomOf(r);
-    if (!best || z > best.z + 1e-6) best = {h, z};
+  for (let wrap = 0; wrap < Math.max(1, groups.length); wrap++) {
+    for (const h of [...heights].sort((a, b) => a - b)) {
+      const r = place(h, wrap);
+      const z = zoomOf(r);
+      if (!best || z.z > best.z.z + 1e-6) best = {h, wrap, z};
+    }
   }
-  const result = place(best.h);
+  const result = place(best.h, best.wrap);
   for (const g of [...(graph.groups ?? [])]) graph.remove(g);
   for (const {g, rect} of result.placed) {
     const grp = new LiteGraph.LGraphGroup(g.title);
@@ -212,17 +231,19 @@ LAYOUT_JS = r"""async ([groups, note, view, grow]) => {
   }
   // examples should reproduce: seeds stay as written instead of the frontend's default "randomize"
   for (const n of graph.nodes) for (const w of n.widgets ?? []) if (w.name === 'control_after_generate') w.value = 'fixed';
-  // the opening view: everything, with room for the tab bar and the canvas menu
-  const scale = best.z;
-  const ox = (vw / scale - result.width) / 2, oy = (vh / scale - result.height) / 2;
+  // the opening view: everything inside the free area, centred in it
+  const scale = Math.min(1, best.z.z);
+  const ox = (safe.left + (best.z.w - result.width * scale) / 2) / scale;
+  const oy = (safe.top + (best.z.h - result.height * scale) / 2) / scale;
+  const ds = {scale, offset: [ox, oy]};
   graph.extra = graph.extra ?? {};
-  graph.extra.ds = {scale, offset: [ox, oy + 20 / scale]};
+  graph.extra.ds = ds;
   app.canvas.ds.scale = scale;
-  app.canvas.ds.offset = [ox, oy + 20 / scale];
+  app.canvas.ds.offset = [ox, oy];
   app.canvas.setDirty(true, true);
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   const out = JSON.parse(JSON.stringify(graph.serialize()));
   out.extra = out.extra ?? {};
-  out.extra.ds = {scale, offset: [ox, oy + 20 / scale]};
-  return {workflow: out, zoom: scale, size: [result.width, result.height]};
+  out.extra.ds = ds;
+  return {workflow: out, zoom: scale, size: [result.width, result.height], rows: best.wrap ? 2 : 1};
 }"""

@@ -11,7 +11,8 @@ GEOMETRY = """() => {
   const nodes = (app.graph.nodes ?? app.graph._nodes).map((n) => ({
     id: n.id, type: n.type, title: n.getTitle?.() ?? n.title, collapsed: !!n.flags?.collapsed,
     rect: [n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th],
-    titleWidth: ctx.measureText(n.getTitle?.() ?? n.title ?? '').width + th,
+    // drawTitleText cuts the title to the node's width less two title heights
+    titleWidth: ctx.measureText(n.getTitle?.() ?? n.title ?? '').width + 2 * th,
   }));
   const groups = (app.graph.groups ?? app.graph._groups ?? []).map((g) => ({
     title: g.title, rect: [g.pos[0], g.pos[1], g.size[0], g.size[1]]}));
@@ -90,3 +91,29 @@ def on_screen(rect, geo: dict) -> bool:
 
 def fmt(r) -> str:
     return "[" + ", ".join(f"{v:.0f}" for v in r) + "]"
+
+
+# The frontend's own overlays over the canvas: the minimap and the canvas menu (measured), and the band at the top
+# with the tab bar, the workflow-name box and the Run bar (their boxes are not positioned elements).
+OVERLAYS = """() => {
+  const out = [];
+  for (const sel of ['.minimap-main-container', '.p-buttongroup.absolute']) {
+    for (const el of document.querySelectorAll(sel)) {
+      const r = el.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0 && getComputedStyle(el).display !== 'none') out.push([sel, [r.x, r.y, r.width, r.height]]);
+    }
+  }
+  out.push(['top bar', [0, 0, window.innerWidth, 100]]);
+  return out;
+}"""
+
+
+def to_screen(rect, geo: dict) -> list[float]:
+    s, (ox, oy) = geo["ds"]["scale"], geo["ds"]["offset"]
+    return [(rect[0] + ox) * s, (rect[1] + oy) * s, rect[2] * s, rect[3] * s]
+
+
+def covered(geo: dict, overlays) -> list[str]:
+    """Nodes of the current view that one of the frontend's overlays covers."""
+    return [f"{n['title']} under {name}" for n in geo["nodes"] for name, r in overlays
+            if overlap(to_screen(n["rect"], geo), r)]

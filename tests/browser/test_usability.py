@@ -24,7 +24,7 @@ from tests.harness.env import PACK_DIR_NAME
 from tests.harness.server import ExecutionFailed
 
 from .helpers import ARTIFACTS, safe_name, workflows_dir
-from .layout import GEOMETRY, cut_titles, fit_zoom, group_problems, node_overlaps, on_screen
+from .layout import GEOMETRY, OVERLAYS, covered, cut_titles, fit_zoom, group_problems, node_overlaps, on_screen
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +185,12 @@ def test_template_loads_from_dialog(big, path):
     ui.page.locator(f'[data-testid="template-workflow-{path.stem}"]').first.click()
     want = len(data["nodes"])
     try:
-        ui.page.wait_for_function("(n) => !document.querySelector('.p-dialog') && app.graph.nodes.length === n",
-                                  arg=want, timeout=30_000)
+        ui.page.wait_for_function("(n) => !document.querySelector('[data-testid^=\"template-workflow-\"]') "
+                                  "&& app.graph.nodes.length === n", arg=want, timeout=30_000)
     except PlaywrightTimeout:
+        dialogs = ui.call("() => [...document.querySelectorAll('.p-dialog')].map((d) => d.innerText.slice(0, 200))")
         pytest.fail(f"{path.stem}: the template did not load ({ui.call('() => app.graph.nodes.length')} nodes, "
-                    f"want {want}); toasts: {ui.toasts()}; errors: {ui.errors(*mark)[-5:]}")
+                    f"want {want}); dialogs: {dialogs}; toasts: {ui.toasts()}; errors: {ui.errors(*mark)[-5:]}")
     bad = [t for t in ui.toasts() if any(b in t for b in BAD_LOAD)]
     bad += [e for e in ui.errors(*mark) if any(b in e for b in BAD_LOAD)]
     assert not bad, f"{path.stem}: {bad}"
@@ -200,6 +201,9 @@ def test_template_loads_from_dialog(big, path):
     everything = [n["rect"] for n in geo["nodes"]] + [g["rect"] for g in geo["groups"]]
     off = [r for r in everything if not on_screen(r, geo)]
     assert not off, f"{path.stem}: {len(off)} nodes/groups outside the opening view ({opening})"
+    hidden = covered(geo, ui.call(OVERLAYS))
+    assert not hidden, f"{path.stem}: in the opening view the frontend's overlays cover nodes: {hidden} ({opening})"
+    assert geo["ds"]["scale"] >= geo["lowQuality"], f"{path.stem}: opening zoom {geo['ds']['scale']:.2f}"
     ui.fit_view(zoom=0.95)
     shot = ui.screenshot(ARTIFACTS / f"template_{safe_name(path.stem)}.png")
     log.info("%s: loaded from the Templates dialog, %d nodes, opening zoom %.2f, screenshots %s, %s", path.stem, want,
@@ -217,7 +221,8 @@ def test_layout_reads_at_fit_view(big, path):
     assert not node_overlaps(geo), f"{path.stem}: " + "\n".join(node_overlaps(geo))
     assert not group_problems(geo), f"{path.stem}: " + "\n".join(group_problems(geo))
     assert not cut_titles(geo), f"{path.stem}: " + "\n".join(cut_titles(geo))
-    titles = [g["title"] for g in sorted(geo["groups"], key=lambda g: g["rect"][0])]
+    # reading order: rows top to bottom, left to right in a row
+    titles = [g["title"] for g in sorted(geo["groups"], key=lambda g: (round(g["rect"][1] / 200), g["rect"][0]))]
     assert titles == sorted(titles, key=lambda t: int(t.split(".")[0])), f"groups out of order: {titles}"
     zoom = fit_zoom(geo)
     assert zoom >= geo["lowQuality"], (f"{path.stem}: fit view zoom {zoom:.2f} is below {geo['lowQuality']}, where the "
