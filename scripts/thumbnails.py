@@ -36,16 +36,19 @@ def _fit(frame: Image.Image, size: int) -> Image.Image:
 
 
 def make_thumbnail(outputs: list[Path], dest: Path) -> Path | None:
-    """A frame grid from the output with the most frames (videos and animations before single pictures)."""
+    """A frame grid from the output with the most frames (a video before an animation of as many frames)."""
     best: list[Image.Image] = []
+    best_key = (0, False)
     for path in outputs:
         try:
             frames = _frames(path)
         except Exception as e:  # noqa: BLE001 - an unreadable output just is not used for the thumbnail
             log.info("thumbnail: cannot read %s (%s)", path, e)
             continue
-        if len(frames) > len(best):
-            best = frames
+        # most frames; on a tie the video (the workflow's result) before an animated side output such as a preview
+        key = (len(frames), path.suffix.lower() in VIDEO_EXT)
+        if key > best_key:
+            best, best_key = frames, key
     if not best:
         return None
     n = GRID * GRID
