@@ -111,7 +111,8 @@ def test_search_finds_pack_nodes_first(ui, pack_nodes, query):
 
 # -- titles and output names --------------------------------------------------------------------------------------
 
-def test_titles_fit_and_outputs_are_lower_case(ui, pack_nodes):
+def test_titles_fit_and_outputs_are_lower_case(big, pack_nodes):
+    ui = big
     for node_id, info in pack_nodes.items():
         assert not info["display_name"].startswith(PREFIX), f"{node_id} shows its ID as its name"
         for name in info.get("output_name") or []:
@@ -119,9 +120,12 @@ def test_titles_fit_and_outputs_are_lower_case(ui, pack_nodes):
                 f"{node_id}: output name {name!r} (types {info['output']})"
     made = ui.call("""(types) => {
         app.graph.clear();
+        const cols = 6, y = Array(cols).fill(60);
         return types.map((t, i) => {
             const n = LiteGraph.createNode(t);
-            n.pos = [40 + 420 * (i % 4), 60 + 400 * Math.floor(i / 4)];
+            const c = y.indexOf(Math.min(...y));  // shortest column next: a compact sheet for the screenshot
+            n.pos = [40 + 440 * c, y[c]];
+            y[c] += n.size[1] + (LiteGraph.NODE_TITLE_HEIGHT ?? 30) + 30;
             app.graph.add(n);
             return {type: t, title: n.title, outputs: (n.outputs ?? []).map((o) => o.label ?? o.localized_name ?? o.name),
                     width: n.size[0], need: window.__animapose.titleWidth(n.title)};
@@ -133,6 +137,7 @@ def test_titles_fit_and_outputs_are_lower_case(ui, pack_nodes):
         assert all(o == o.lower() for o in m["outputs"]), m
     geo = ui.call(GEOMETRY)
     assert not cut_titles(geo), cut_titles(geo)
+    assert not node_overlaps(geo), node_overlaps(geo)
     ui.fit_view(zoom=0.95)
     ui.screenshot(ARTIFACTS / "pack_nodes.png")
 
