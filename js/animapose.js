@@ -127,7 +127,15 @@ function showInfo(node, raw) {
 function resizeAndMakeRoom(node) {
   const graph = node.graph ?? app.graph;
   const oldBottom = node.pos[1] + node.size[1];
-  const width = Math.max(node.size[0], MIN_WIDTH);
+  // wider for the text, but only into free room: never over a node on its right
+  const th = LiteGraph.NODE_TITLE_HEIGHT ?? 30;
+  const top = node.pos[1] - th, bottom = node.pos[1] + node.size[1];
+  let room = Infinity;
+  for (const o of graph?.nodes ?? graph?._nodes ?? []) {
+    if (o === node || o.pos[0] < node.pos[0] + 1) continue;
+    if (o.pos[1] - th < Math.max(bottom, top + 400) && o.pos[1] + o.size[1] > top) room = Math.min(room, o.pos[0] - GAP / 2);
+  }
+  const width = Math.max(node.size[0], Math.min(MIN_WIDTH, room - node.pos[0]));
   node.setSize?.([width, node.size[1]]);
   const height = node.computeSize([width, node.size[1]])[1];
   // widgets are re-arranged when the size changes; a size that is already right would keep the old box height
