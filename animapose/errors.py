@@ -3,7 +3,7 @@
 Runtime code knows the input it was handed but not which node called it; the node layer adds its display name
 (``nodes/common.py``), giving messages like::
 
-    AnimaPose Apply Motion Model: input 'motion_model': SDXL motion module on an SD1.5 model. Fix: load an SD1.5
+    Apply AnimateDiff Motion Model: input 'motion_model': SDXL motion module on an SD1.5 model. Fix: load an SD1.5
     motion module (mm_sd_v15_v2, v3_sd15_mm, ...) or switch the checkpoint to SDXL.
 """
 

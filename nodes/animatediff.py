@@ -30,7 +30,7 @@ def _files(folder: str) -> list[str]:
 
 
 class LoadMotionModel(PackNode):
-    DISPLAY = "AnimaPose Load Motion Model"
+    DISPLAY = "Load AnimateDiff Motion Model"
 
     @classmethod
     def define_schema(cls):
@@ -54,7 +54,7 @@ class LoadMotionModel(PackNode):
                                        "always compute in the dtype the UNet computes in."),
             ],
             outputs=[MotionModelType.Output(
-                "motion_model", tooltip="The motion modules, ready for 'AnimaPose Apply Motion Model'.")],
+                display_name="motion_model", tooltip="The motion modules, ready for 'Apply AnimateDiff Motion Model'.")],
         )
 
     @classmethod
@@ -85,7 +85,7 @@ def _adapter_config(path: str) -> dict | None:
 
 
 class LoadMotionLoRA(PackNode):
-    DISPLAY = "AnimaPose Load Motion LoRA"
+    DISPLAY = "Load AnimateDiff Motion LoRA"
 
     @classmethod
     def define_schema(cls):
@@ -96,7 +96,7 @@ class LoadMotionLoRA(PackNode):
             description=("Adds a motion LoRA (camera moves such as zoom or pan; original AnimateDiff layout) to a motion "
                          "model, as W += strength * up @ down on its temporal attention. Chain several to mix them."),
             inputs=[
-                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'Load AnimateDiff Motion Model'."),
                 io.Combo.Input("lora_name", options=_files(MOTION_LORA_FOLDER),
                                tooltip="Motion LoRA file in models/animatediff_motion_lora. The official ones were "
                                        "trained on mm_sd_v15_v2."),
@@ -116,7 +116,7 @@ class LoadMotionLoRA(PackNode):
 
 
 class ApplyMotionModel(PackNode):
-    DISPLAY = "AnimaPose Apply Motion Model"
+    DISPLAY = "Apply AnimateDiff Motion Model"
 
     @classmethod
     def define_schema(cls):
@@ -131,7 +131,7 @@ class ApplyMotionModel(PackNode):
                 "that already has a motion model, it adds a second one (both run, each in its start/end range)."),
             inputs=[
                 io.Model.Input("model", tooltip="An SD1.5 or SDXL MODEL matching the motion module's family."),
-                MotionModelType.Input("motion_model", tooltip="Motion model from 'AnimaPose Load Motion Model'."),
+                MotionModelType.Input("motion_model", tooltip="Motion model from 'Load AnimateDiff Motion Model'."),
                 io.Float.Input("motion_scale", default=1.0, min=0.0, max=2.0, step=0.01,
                                tooltip="Multiplies what the motion modules add: 1.0 is the original AnimateDiff, "
                                        "0 turns motion off, values in between calm it."),
@@ -154,13 +154,13 @@ class ApplyMotionModel(PackNode):
                 io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.001, optional=True,
                                tooltip="Where in the sampling this motion model stops (1 = last step)."),
                 MultivalType.Input("effect_multival", optional=True,
-                                   tooltip="Per-frame or masked motion_scale from 'AnimaPose Motion Multival'; "
+                                   tooltip="Per-frame or masked motion_scale from 'AnimateDiff Motion Multival'; "
                                            "replaces motion_scale when connected."),
                 MultivalType.Input("scale_multival", optional=True,
-                                   tooltip="Per-frame or masked scale from 'AnimaPose Motion Multival'; replaces scale "
+                                   tooltip="Per-frame or masked scale from 'AnimateDiff Motion Multival'; replaces scale "
                                            "when connected."),
                 KeyframesType.Input("keyframes", optional=True,
-                                    tooltip="Keyframes from 'AnimaPose Motion Keyframe' that change effect and scale "
+                                    tooltip="Keyframes from 'AnimateDiff Motion Keyframe' that change effect and scale "
                                             "by sampling percent."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="The animation MODEL; sample it with a latent batch of frames.")],
@@ -180,7 +180,7 @@ class ApplyMotionModel(PackNode):
 
 
 class ContextWindows(PackNode):
-    DISPLAY = "AnimaPose Context Windows"
+    DISPLAY = "AnimateDiff Context Options / Windows"
 
     @classmethod
     def define_schema(cls):
@@ -197,7 +197,7 @@ class ContextWindows(PackNode):
                 "the overlaps, with ComfyUI's own context-window handler on the frame (batch) axis. Memory stays that "
                 "of one window however many frames you render."),
             inputs=[
-                io.Model.Input("model", tooltip="The animation MODEL (before or after 'AnimaPose Apply Motion Model')."),
+                io.Model.Input("model", tooltip="The animation MODEL (before or after 'Apply AnimateDiff Motion Model')."),
                 io.Int.Input("context_length", default=16, min=2, max=128,
                              tooltip="Frames per window; at most the motion module's position length (16 is "
                                      "AnimateDiff's sweet spot)."),

@@ -13,7 +13,7 @@ CONTROLS_CATEGORY = f"{MOTION_CATEGORY}/controls"
 
 
 class PromptTravel(PackNode):
-    DISPLAY = "AnimaPose Prompt Travel"
+    DISPLAY = "AnimateDiff Prompt Travel"
 
     @classmethod
     def define_schema(cls):
@@ -62,7 +62,7 @@ class PromptTravel(PackNode):
 
 
 class MotionMultival(PackNode):
-    DISPLAY = "AnimaPose Motion Multival"
+    DISPLAY = "AnimateDiff Motion Multival"
 
     @classmethod
     def define_schema(cls):
@@ -72,7 +72,7 @@ class MotionMultival(PackNode):
             category=CONTROLS_CATEGORY,
             description=(
                 "A motion amount that can vary over frames and space, for the effect_multival / scale_multival inputs "
-                "of 'AnimaPose Apply Motion Model' and 'AnimaPose Motion Keyframe': value x per-frame values x mask."),
+                "of 'Apply AnimateDiff Motion Model' and 'AnimateDiff Motion Keyframe': value x per-frame values x mask."),
             inputs=[
                 io.Float.Input("value", default=1.0, min=-10.0, max=10.0, step=0.01,
                                tooltip="The constant part (alone, it behaves exactly like the plain float input)."),
@@ -97,7 +97,7 @@ class MotionMultival(PackNode):
 
 
 class MotionKeyframe(PackNode):
-    DISPLAY = "AnimaPose Motion Keyframe"
+    DISPLAY = "AnimateDiff Motion Keyframe"
 
     @classmethod
     def define_schema(cls):
@@ -157,7 +157,7 @@ def _freenoise_inputs():
 
 
 class FreeNoise(PackNode):
-    DISPLAY = "AnimaPose FreeNoise"
+    DISPLAY = "AnimateDiff FreeNoise"
 
     @classmethod
     def define_schema(cls):
@@ -168,7 +168,7 @@ class FreeNoise(PackNode):
             description=(
                 "FreeNoise noise for long clips (Qiu et al.): ComfyUI's seeded noise with every stride region after the "
                 "first window replaced by a shuffled copy of earlier frames, so all context windows start from the same "
-                "noise. A NOISE for SamplerCustomAdvanced; with 'AnimaPose Context Windows' it is the paper's method."),
+                "noise. A NOISE for SamplerCustomAdvanced; with 'AnimateDiff Context Options / Windows' it is the paper's method."),
             inputs=[io.Int.Input("noise_seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                                  tooltip="Seed: the same as RandomNoise's for the first context_length frames."),
                     *_freenoise_inputs()],
@@ -183,7 +183,7 @@ class FreeNoise(PackNode):
 
 
 class FreeNoiseModel(PackNode):
-    DISPLAY = "AnimaPose FreeNoise (KSampler)"
+    DISPLAY = "AnimateDiff FreeNoise (KSampler)"
 
     @classmethod
     def define_schema(cls):
@@ -193,7 +193,7 @@ class FreeNoiseModel(PackNode):
             category=CONTROLS_CATEGORY,
             description=(
                 "FreeNoise for KSampler-style graphs: the MODEL reschedules the noise its sampler node generates from "
-                "the seed, exactly as the 'AnimaPose FreeNoise' NOISE does for SamplerCustomAdvanced."),
+                "the seed, exactly as the 'AnimateDiff FreeNoise' NOISE does for SamplerCustomAdvanced."),
             inputs=[io.Model.Input("model", tooltip="The animation MODEL."), *_freenoise_inputs()],
             outputs=[io.Model.Output(display_name="model", tooltip="The MODEL with FreeNoise.")],
         )
@@ -223,7 +223,7 @@ def _freeinit_inputs():
 
 
 class FreeInitSampler(PackNode):
-    DISPLAY = "AnimaPose FreeInit Sampler"
+    DISPLAY = "AnimateDiff FreeInit Sampler"
 
     @classmethod
     def define_schema(cls):
@@ -250,7 +250,7 @@ class FreeInitSampler(PackNode):
 
 
 class FreeInitModel(PackNode):
-    DISPLAY = "AnimaPose FreeInit"
+    DISPLAY = "AnimateDiff FreeInit (KSampler)"
 
     @classmethod
     def define_schema(cls):

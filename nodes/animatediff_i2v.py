@@ -17,7 +17,7 @@ def _files(folder: str) -> list[str]:
 
 
 class PIAImage(PackNode):
-    DISPLAY = "AnimaPose PIA Image"
+    DISPLAY = "AnimateDiff PIA Image (picture to video)"
 
     @classmethod
     def define_schema(cls):
@@ -28,7 +28,7 @@ class PIAImage(PackNode):
             display_name=cls.DISPLAY,
             category=MOTION_CATEGORY,
             description=(
-                "Animates a picture with PIA (pia.ckpt applied by 'AnimaPose Apply Motion Model'): the picture's latent "
+                "Animates a picture with PIA (pia.ckpt applied by 'Apply AnimateDiff Motion Model'): the picture's latent "
                 "and a per-frame affinity (how closely each frame follows the picture) go to PIA's extra input "
                 "channels through the conditioning, as in PIA's own pipeline. Outputs an empty latent of the clip at "
                 "the picture's size; sample it with denoise 1."),
@@ -68,7 +68,7 @@ class PIAImage(PackNode):
 
 
 class LoadSparseCtrl(PackNode):
-    DISPLAY = "AnimaPose Load SparseCtrl"
+    DISPLAY = "Load AnimateDiff SparseCtrl"
 
     @classmethod
     def define_schema(cls):
@@ -111,7 +111,7 @@ class LoadSparseCtrl(PackNode):
 
 
 class SparseCtrlKeyframes(PackNode):
-    DISPLAY = "AnimaPose SparseCtrl Keyframes"
+    DISPLAY = "AnimateDiff SparseCtrl Keyframes"
 
     @classmethod
     def define_schema(cls):
@@ -124,7 +124,7 @@ class SparseCtrlKeyframes(PackNode):
                 "ControlNet' goes to the n-th frame number; all other frames get no hint (mask 0). Works inside "
                 "context windows (each window sees the keyframes that fall in it)."),
             inputs=[
-                io.ControlNet.Input("control_net", tooltip="A SparseCtrl encoder from 'AnimaPose Load SparseCtrl'."),
+                io.ControlNet.Input("control_net", tooltip="A SparseCtrl encoder from 'Load AnimateDiff SparseCtrl'."),
                 io.String.Input("frame_indices", default="0, -1",
                                 tooltip="Frame numbers, comma-separated, one per hint image; negative numbers count "
                                         "from the end (-1 = last frame). Empty: spread the images evenly."),

@@ -45,7 +45,7 @@ def encode_captions(clip, text: str, videos: int):
 
 
 class TrainMotionModule(PackNode):
-    DISPLAY = "AnimaPose Train Motion Module"
+    DISPLAY = "Train AnimateDiff Motion Module"
 
     @classmethod
     def define_schema(cls):
@@ -59,7 +59,7 @@ class TrainMotionModule(PackNode):
                 "'motion_module' trains a full module (a new one whose outputs start at zero, or continues the "
                 "connected one); 'motion_lora' trains a MotionLoRA (rank r on the temporal attention projections) on "
                 "top of the connected motion module. Copies are trained: the inputs are not changed; Cancel stops at "
-                "the next step. The result goes straight into 'AnimaPose Apply Motion Model'."),
+                "the next step. The result goes straight into 'Apply AnimateDiff Motion Model'."),
             inputs=[
                 io.Model.Input("model", tooltip="The image MODEL (SD1.5 checkpoint) the motion is learned for; frozen."),
                 io.Clip.Input("clip", tooltip="Its CLIP, to encode the captions."),
@@ -128,7 +128,7 @@ class TrainMotionModule(PackNode):
         with node_errors(cls.DISPLAY):
             if mode == "motion_lora" and motion_model is None:
                 raise AnimaPoseError("motion_model", "a MotionLoRA trains on top of a motion module, and none is "
-                                     "connected", "connect 'AnimaPose Load Motion Model', or choose motion_module")
+                                     "connected", "connect 'Load AnimateDiff Motion Model', or choose motion_module")
             videos = split_videos(images, frames_per_video)
             contexts, index, empty = encode_captions(clip, captions, len(videos))
             clips = mt.Clips(videos, index, contexts, empty)

@@ -55,7 +55,7 @@ def _device_and_dtype(model):
 
 
 class DensePoseUVEstimator(PackNode):
-    DISPLAY = "AnimaPose DensePose UV Estimator"
+    DISPLAY = "DensePose UV Estimator (video to poses)"
 
     @classmethod
     def define_schema(cls):

@@ -8,11 +8,13 @@ import os
 from comfy_api.latest import io, ui
 
 from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES, WINDOWS
-from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, PackNode, full_path, node_errors
+from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, PackNode, check_inputs, full_path, node_errors
 
 AdapterType = io.Custom("ANIMAPOSE_DREAMPOSE_ADAPTER")
 PosesType = io.Custom("ANIMAPOSE_POSES")
 CLIP_FOLDERS = ("clip_vision", DREAMPOSE_FOLDER)
+# The pose folder the shipped workflows name (the demo and the tests put one there).
+POSES_DEFAULT = "dreampose_poses"
 
 
 def _files(folder: str) -> list[str]:
@@ -21,12 +23,30 @@ def _files(folder: str) -> list[str]:
     return folder_paths.get_filename_list(folder)
 
 
+def _of_kind(folders: tuple[str, ...], kind: str) -> list[str]:
+    """The files of ``folders`` with those whose keys say ``kind`` first (a cheap header read, cached), so the
+    UNet loader does not offer the VAE first; every file stays listed and the loader's own checks refuse a wrong one."""
+    import folder_paths
+
+    from ..animapose.dreampose.file_kinds import order_by_kind
+
+    names = sorted({f for folder in folders for f in _files(folder)})
+    paths = {}
+    for name in names:
+        path = next((p for p in (folder_paths.get_full_path(f, name) for f in folders) if p), None)
+        if path:
+            paths[name] = path
+    return order_by_kind(names, paths, kind)
+
+
 def _clip_choices() -> list[str]:
-    return sorted({f for folder in CLIP_FOLDERS for f in _files(folder)})
+    from ..animapose.dreampose.file_kinds import CLIP_VISION
+
+    return _of_kind(CLIP_FOLDERS, CLIP_VISION)
 
 
 class LoadDreamPose(PackNode):
-    DISPLAY = "AnimaPose Load DreamPose"
+    DISPLAY = "Load DreamPose UNet + Adapter"
 
     @classmethod
     def define_schema(cls):
@@ -37,15 +57,15 @@ class LoadDreamPose(PackNode):
             description=("Loads DreamPose's UNet (official unet_epoch_*.pth: a diffusers SD1.4 UNet whose conv_in takes "
                          "14 channels, the last 10 being five frames of DensePose UV) as a native MODEL, and its "
                          "CLIP-VAE adapter (adapter_*.pth). Files from models/dreampose; .pth is read without running "
-                         "pickled code; safetensors saved by 'AnimaPose Save DreamPose' load too."),
+                         "pickled code; safetensors saved by 'Save DreamPose Model' load too."),
             inputs=[
-                io.Combo.Input("unet_name", options=_files(DREAMPOSE_FOLDER),
+                io.Combo.Input("unet_name", options=_of_kind((DREAMPOSE_FOLDER,), "unet"),
                                tooltip="DreamPose UNet, e.g. unet_epoch_20.pth (base) or a subject-finetuned one."),
-                io.Combo.Input("adapter_name", options=_files(DREAMPOSE_FOLDER),
+                io.Combo.Input("adapter_name", options=_of_kind((DREAMPOSE_FOLDER,), "adapter"),
                                tooltip="The matching adapter, e.g. adapter_20.pth (vae2clip 1280->768, linear1 54->50)."),
             ],
             outputs=[io.Model.Output(display_name="model", tooltip="DreamPose UNet as a MODEL; poses arrive as concat "
-                                                                   "conditioning from 'AnimaPose Pose Conditioning'."),
+                                                                   "conditioning from 'DreamPose Pose Conditioning'."),
                      AdapterType.Output(display_name="adapter", tooltip="The CLIP-VAE embedding adapter.")],
         )
 
@@ -60,7 +80,7 @@ class LoadDreamPose(PackNode):
 
 
 class LoadDreamPoseVAE(PackNode):
-    DISPLAY = "AnimaPose Load DreamPose VAE"
+    DISPLAY = "Load DreamPose VAE"
 
     @classmethod
     def define_schema(cls):
@@ -71,7 +91,7 @@ class LoadDreamPoseVAE(PackNode):
             description=("Loads a DreamPose VAE (official vae_*.pth, a diffusers AutoencoderKL with the old attention "
                          "key names that current diffusers refuses) as a native VAE. Any SD1.x VAE also works with the "
                          "base model through ComfyUI's own VAE loader."),
-            inputs=[io.Combo.Input("vae_name", options=_files(DREAMPOSE_FOLDER),
+            inputs=[io.Combo.Input("vae_name", options=_of_kind((DREAMPOSE_FOLDER,), "vae"),
                                    tooltip="VAE file in models/dreampose, e.g. a subject-finetuned vae_1499.pth.")],
             outputs=[io.Vae.Output(display_name="vae", tooltip="The VAE, for DreamPose conditioning and decoding.")],
         )
@@ -85,7 +105,7 @@ class LoadDreamPoseVAE(PackNode):
 
 
 class LoadCLIPVisionB32(PackNode):
-    DISPLAY = "AnimaPose Load CLIP Vision (ViT-B/32)"
+    DISPLAY = "Load DreamPose CLIP Vision (B/32)"
 
     @classmethod
     def define_schema(cls):
@@ -118,7 +138,7 @@ class LoadCLIPVisionB32(PackNode):
 
 
 class DreamPoseImageConditioning(PackNode):
-    DISPLAY = "AnimaPose DreamPose Image Conditioning"
+    DISPLAY = "DreamPose Image Conditioning"
 
     @classmethod
     def define_schema(cls):
@@ -131,9 +151,9 @@ class DreamPoseImageConditioning(PackNode):
                          "adapter is fixed to 640x512 (portrait) pictures, so the photo is letterboxed, cropped or "
                          "stretched to that size first. Also returns the official unconditional (black picture) tokens."),
             inputs=[
-                io.ClipVision.Input("clip_vision", tooltip="From 'AnimaPose Load CLIP Vision (ViT-B/32)'."),
+                io.ClipVision.Input("clip_vision", tooltip="From 'Load DreamPose CLIP Vision (B/32)'."),
                 io.Vae.Input("vae", tooltip="The DreamPose VAE (or the SD1.4 VAE for the base model)."),
-                AdapterType.Input("adapter", tooltip="From 'AnimaPose Load DreamPose'."),
+                AdapterType.Input("adapter", tooltip="From 'Load DreamPose UNet + Adapter'."),
                 io.Image.Input("image", tooltip="Subject photo; a batch of several photos is combined (see "
                                                 "multi_image). Any size: it is fitted into 640x512."),
                 io.Combo.Input("fit", options=FITS, default="letterbox",
@@ -159,52 +179,87 @@ class DreamPoseImageConditioning(PackNode):
             return io.NodeOutput(*image_conditioning(clip_vision, vae, adapter, image, fit, value_range, multi_image))
 
 
+def _pose_sources() -> list[str]:
+    import folder_paths
+
+    from ..animapose.dreampose.pose_sources import list_pose_sources
+
+    return list_pose_sources(folder_paths.get_input_directory())
+
+
 class LoadDensePoseUV(PackNode):
-    DISPLAY = "AnimaPose Load DensePose UV"
+    DISPLAY = "Load DensePose UV Poses"
 
     @classmethod
     def define_schema(cls):
+        sources = _pose_sources()
         return io.Schema(
             node_id=PREFIX + "LoadDensePoseUV",
             display_name=cls.DISPLAY,
             category=DREAMPOSE_CATEGORY,
-            description=("Loads a DensePose UV sequence in DreamPose's layout: a folder of per-frame .npy files of "
-                         "shape (2, H, W) (U then V in [0,1], 0 on the background), e.g. frame_0_densepose.npy, ordered "
-                         "by frame number."),
-            inputs=[io.String.Input("folder", default="dreampose_poses",
-                                    tooltip="Folder with the .npy files: a path inside ComfyUI's input folder, or an "
-                                            "absolute path.")],
+            description=("Loads a DensePose UV sequence in DreamPose's layout: per-frame .npy files of shape (2, H, W) "
+                         "(U then V in [0,1], 0 on the background), e.g. frame_0_densepose.npy, ordered by frame "
+                         "number, from a folder or a .zip archive in ComfyUI's input folder. The files are checked "
+                         "when the prompt is queued, before anything runs."),
+            inputs=[io.Combo.Input("folder", options=sources,
+                                   default=POSES_DEFAULT if POSES_DEFAULT in sources else None,
+                                   tooltip="A folder of frame_N_densepose.npy files or a .zip of them, inside ComfyUI's "
+                                           "input folder (press R after adding one; the button below uploads a "
+                                           ".zip). Paths outside the input folder are refused.")],
             outputs=[PosesType.Output(display_name="poses", tooltip="The UV pose sequence."),
                      io.Image.Output(display_name="preview", tooltip="The poses as pictures (U red, V green).")],
         )
+
+    @classmethod
+    def validate_inputs(cls, folder):
+        # Runs when the prompt is queued: a bad pick fails before any model is loaded or any step is sampled.
+        # (ComfyUI skips its own combo check for inputs named here, so the list check is repeated.)
+        import folder_paths
+
+        from ..animapose.dreampose.pose_sources import check_pose_source, resolve_pose_source
+        from ..animapose.errors import AnimaPoseError
+
+        try:
+            # the path guard first, so an escape attempt is named as such rather than as "not in the list"
+            path = resolve_pose_source(folder_paths.get_input_directory(), folder, "folder")
+            check_inputs(cls, {"folder": folder})
+            check_pose_source(path, "folder")
+        except AnimaPoseError as e:
+            return str(e.for_node(cls.DISPLAY))
+        return True
 
     @classmethod
     def execute(cls, folder) -> io.NodeOutput:
         import folder_paths
 
         from ..animapose.dreampose.pipeline import PoseSequence
-        from ..animapose.dreampose.poses import load_uv_folder
+        from ..animapose.dreampose.pose_sources import load_pose_source
 
         with node_errors(cls.DISPLAY):
-            path = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
-            poses = PoseSequence(load_uv_folder(path, "folder"), folder)
+            poses = PoseSequence(load_pose_source(folder_paths.get_input_directory(), folder, "folder"), folder)
         return io.NodeOutput(poses, poses.preview(), ui=ui.PreviewText(
             f"{poses.frames} frames of UV poses, {poses.source_hw[1]}x{poses.source_hw[0]}"))
 
     @classmethod
     def fingerprint_inputs(cls, folder):
-        # re-run when the folder's files change, not only when the path does
+        # re-run when the folder's files (or the archive) change, not only when the name does
         import folder_paths
 
-        path = folder if os.path.isabs(folder) else os.path.join(folder_paths.get_input_directory(), folder)
+        from ..animapose.dreampose.pose_sources import resolve_pose_source
+        from ..animapose.errors import AnimaPoseError
+
         try:
+            path = resolve_pose_source(folder_paths.get_input_directory(), folder)
+            if os.path.isfile(path):
+                st = os.stat(path)
+                return f"{folder}:{st.st_size}:{st.st_mtime_ns}"
             return str(sorted((e.name, e.stat().st_mtime_ns) for e in os.scandir(path)))
-        except OSError:
+        except (AnimaPoseError, OSError):
             return folder
 
 
 class PosesFromImages(PackNode):
-    DISPLAY = "AnimaPose Poses From UV Images"
+    DISPLAY = "Poses From DensePose UV Images"
 
     @classmethod
     def define_schema(cls):
@@ -229,7 +284,7 @@ class PosesFromImages(PackNode):
 
 
 class PoseConditioning(PackNode):
-    DISPLAY = "AnimaPose DreamPose Pose Conditioning"
+    DISPLAY = "DreamPose Pose Conditioning"
 
     @classmethod
     def define_schema(cls):
@@ -241,7 +296,7 @@ class PoseConditioning(PackNode):
                          "conditioning, builds the three conditionings of dual CFG (image+pose, image only, "
                          "unconditional) and the latent: one row per pose frame, empty or started from a key frame."),
             inputs=[
-                io.Conditioning.Input("positive", tooltip="Image tokens from 'AnimaPose DreamPose Image Conditioning'."),
+                io.Conditioning.Input("positive", tooltip="Image tokens from 'DreamPose Image Conditioning'."),
                 io.Conditioning.Input("negative", tooltip="Unconditional tokens from the same node."),
                 PosesType.Input("poses", tooltip="The driving UV pose sequence; its length is the frame count."),
                 io.Int.Input("width", default=512, min=64, max=2048, step=8,
@@ -276,7 +331,7 @@ class PoseConditioning(PackNode):
 
 
 class DreamPoseGuider(PackNode):
-    DISPLAY = "AnimaPose DreamPose Guider (dual CFG)"
+    DISPLAY = "DreamPose Guider (dual CFG)"
 
     @classmethod
     def define_schema(cls):
@@ -290,7 +345,7 @@ class DreamPoseGuider(PackNode):
                          "and scheduler works."),
             inputs=[
                 io.Model.Input("model", tooltip="The DreamPose MODEL."),
-                io.Conditioning.Input("positive", tooltip="Image + pose, from 'AnimaPose DreamPose Pose Conditioning'."),
+                io.Conditioning.Input("positive", tooltip="Image + pose, from 'DreamPose Pose Conditioning'."),
                 io.Conditioning.Input("image_only", tooltip="Image + zero pose."),
                 io.Conditioning.Input("negative", tooltip="Unconditional image + zero pose."),
                 io.Float.Input("image_cfg", default=8.0, min=0.0, max=30.0, step=0.1,
@@ -311,7 +366,7 @@ class DreamPoseGuider(PackNode):
 
 
 class SharedNoise(PackNode):
-    DISPLAY = "AnimaPose Shared Noise"
+    DISPLAY = "DreamPose Shared Noise"
 
     @classmethod
     def define_schema(cls):
@@ -335,7 +390,7 @@ class SharedNoise(PackNode):
 
 
 class DreamPoseSampler(PackNode):
-    DISPLAY = "AnimaPose DreamPose Sampler"
+    DISPLAY = "DreamPose Sampler"
 
     @classmethod
     def define_schema(cls):
@@ -347,11 +402,11 @@ class DreamPoseSampler(PackNode):
                          "all frames at once (frames are independent in DreamPose), but memory stays that of one batch. "
                          "One progress bar over all batches; Cancel stops between batches with nothing left patched."),
             inputs=[
-                io.Noise.Input("noise", tooltip="RandomNoise (per-frame) or 'AnimaPose Shared Noise'."),
-                io.Guider.Input("guider", tooltip="From 'AnimaPose DreamPose Guider (dual CFG)'."),
+                io.Noise.Input("noise", tooltip="RandomNoise (per-frame) or 'DreamPose Shared Noise'."),
+                io.Guider.Input("guider", tooltip="From 'DreamPose Guider (dual CFG)'."),
                 io.Sampler.Input("sampler", tooltip="Any sampler, e.g. from KSamplerSelect."),
                 io.Sigmas.Input("sigmas", tooltip="Any schedule, e.g. from BasicScheduler."),
-                io.Latent.Input("latent", tooltip="From 'AnimaPose DreamPose Pose Conditioning'."),
+                io.Latent.Input("latent", tooltip="From 'DreamPose Pose Conditioning'."),
                 io.Int.Input("frames_per_batch", default=4, min=1, max=256,
                              tooltip="Frames per UNet call (each costs three evaluations for dual CFG). Larger "
                                      "batches keep a GPU busier, until memory runs out; on the CPU they gain "
@@ -369,7 +424,7 @@ class DreamPoseSampler(PackNode):
 
 
 class DreamPoseDecode(PackNode):
-    DISPLAY = "AnimaPose DreamPose Decode"
+    DISPLAY = "DreamPose Decode"
 
     @classmethod
     def define_schema(cls):
@@ -394,7 +449,7 @@ class DreamPoseDecode(PackNode):
 
 
 class SaveDreamPose(PackNode):
-    DISPLAY = "AnimaPose Save DreamPose"
+    DISPLAY = "Save DreamPose Model"
 
     @classmethod
     def define_schema(cls):

@@ -2,7 +2,7 @@
 
 Two nodes, so each stage is optional and ComfyUI's cache reruns only the stage whose settings changed. Both train
 copies (inputs stay untouched), report the loss on the node while running, stop at the next step on Cancel, and
-output native objects the pose-to-video graph and 'AnimaPose Save DreamPose' take as they are.
+output native objects the pose-to-video graph and 'Save DreamPose Model' take as they are.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _settings(**kwargs):
 
 
 class DreamPoseFinetuneUNet(PackNode):
-    DISPLAY = "AnimaPose DreamPose Finetune UNet + Adapter"
+    DISPLAY = "DreamPose Finetune UNet + Adapter"
 
     @classmethod
     def define_schema(cls):
@@ -104,9 +104,9 @@ class DreamPoseFinetuneUNet(PackNode):
                          "its pose together. Paper defaults: 500 steps at lr 1e-5 (about 10 minutes on an A100). The "
                          "inputs are not changed; Cancel stops at the next step."),
             inputs=[
-                io.Model.Input("model", tooltip="The DreamPose MODEL from 'AnimaPose Load DreamPose' (base model)."),
+                io.Model.Input("model", tooltip="The DreamPose MODEL from 'Load DreamPose UNet + Adapter' (base model)."),
                 AdapterType.Input("adapter", tooltip="Its adapter, from the same loader."),
-                io.ClipVision.Input("clip_vision", tooltip="CLIP ViT-B/32 from 'AnimaPose Load CLIP Vision (ViT-B/32)' "
+                io.ClipVision.Input("clip_vision", tooltip="CLIP ViT-B/32 from 'Load DreamPose CLIP Vision (B/32)' "
                                                            "(frozen; encodes the photos for the adapter)."),
                 io.Vae.Input("vae", tooltip="The DreamPose VAE (frozen here; encodes photos and training targets)."),
                 io.Image.Input("images", tooltip="The subject photo(s): one image or a batch (the paper shows 1, 3, 5 "
@@ -152,7 +152,7 @@ class DreamPoseFinetuneUNet(PackNode):
 
 
 class DreamPoseFinetuneVAE(PackNode):
-    DISPLAY = "AnimaPose DreamPose Finetune VAE Decoder"
+    DISPLAY = "DreamPose Finetune VAE Decoder"
 
     @classmethod
     def define_schema(cls):

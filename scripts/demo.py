@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.thumbnails import make_thumbnail  # noqa: E402
 from tests.harness.env import AP_HOME  # noqa: E402
 from tests.harness.models import demo_files  # noqa: E402
 from tests.harness.precision import MODES, resolve, server_args, with_compute_dtype  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
-from tests.harness.workflows import shipped, shrink_api_prompt  # noqa: E402
+from tests.harness.workflows import WORKFLOWS, shipped, shrink_api_prompt, template_name  # noqa: E402
 
 log = logging.getLogger("animapose.demo")
 
@@ -41,6 +42,8 @@ def main() -> int:
     ap.add_argument("--dreampose", default="random", choices=["trained", "random"],
                     help="DreamPose files: random weights in the official layouts (default), or the tiny model "
                          "trained on synthetic people (trained into the cache on first use; see the README)")
+    ap.add_argument("--no-thumbnails", action="store_true",
+                    help="do not write the Templates dialog thumbnails (workflows/<template>.jpg) from the outputs")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     ap.add_argument("--precision", default="auto", choices=MODES,
                     help="UNet precision: auto (default) is bf16 on CPUs with bf16 units (avx512_bf16/amx_bf16 in "
@@ -78,6 +81,9 @@ def main() -> int:
                 continue
             files = server.output_files(entry)
             results.append((path.name, f"{time.time() - t0:.1f} s", files))
+            if not args.no_thumbnails:
+                thumb = make_thumbnail(files, WORKFLOWS / f"{template_name(path.stem)}.jpg")
+                log.info("thumbnail: %s", thumb or "none (no readable picture output)")
             log.info("%s done in %.1f s", path.name, time.time() - t0)
         print("\nOutputs:")
         for name, status, files in results:

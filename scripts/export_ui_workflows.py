@@ -1,7 +1,9 @@
 """Regenerates the drag-and-drop (UI-format) workflows from the API-format ones, with the real frontend.
 
-Each ``workflows/api/<name>.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out, given a
-Note with what the graph needs, and serialised with ``app.graph.serialize()`` to ``workflows/<name>.json``. Run it
+Each ``workflows/api/<name>.json`` is loaded into ComfyUI's own frontend (``app.loadApiJson``), laid out by
+``scripts/layout_workflow.py`` (groups per stage, compact columns, the Note first, opening view = fit view on a
+1600x1000 window), and serialised with ``app.graph.serialize()`` to ``workflows/<title>.json`` (the title the
+Templates dialog shows, ``tests/harness/workflows.py:TEMPLATE_TITLES``; the stem when a workflow has none). Run it
 after changing an API workflow (``scripts/export_ui_workflows.py [NAME ...]`` with the provisioned venv python; names
 limit it to those workflows); the browser tier then loads, converts and queues both files.
 """
@@ -16,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.layout_workflow import LAYOUT_JS, SAFE, plan  # noqa: E402
 from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS, INIT_SCRIPT, Frontend  # noqa: E402
 from tests.harness.models import demo_files  # noqa: E402
 from tests.harness.server import ComfyServer, prepare_base_dir  # noqa: E402
-from tests.harness.workflows import WORKFLOWS  # noqa: E402
+from tests.harness.workflows import WORKFLOWS, template_name  # noqa: E402
 
 log = logging.getLogger("animapose.export")
 
@@ -63,7 +66,8 @@ NOTES = {
         "AnimaPose DreamPose: one photo + a DensePose UV sequence -> video\n\n"
         "Models in models/dreampose: unet_epoch_20.pth, adapter_20.pth, a VAE (vae_*.pth or any SD1.x VAE); CLIP "
         "ViT-B/32 (openai/clip-vit-base-patch32 folder) in models/clip_vision.\n"
-        "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays in ComfyUI's input folder.\n"
+        "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays (or a .zip of them) in ComfyUI's input folder, "
+        "picked in Load DensePose UV Poses (its button uploads a .zip; press R after adding a folder).\n"
         "image_cfg (s_I) 8 and pose_cfg (s_p) 3 follow the paper's demo; frames_per_batch trades memory for speed."),
     "animatediff_train_motion_lora": (
         "AnimaPose: train a MotionLoRA on your clips, then animate with it\n\n"
@@ -76,7 +80,7 @@ NOTES = {
         "AnimaPose DreamPose: finetune on your subject, then animate\n\n"
         "1. Finetune UNet + Adapter (paper: 500 steps, lr 1e-5), then the VAE decoder (1500 steps, lr 5e-5), on the "
         "subject photo(s) and their DensePose UV maps. Both train copies; set steps to 0 to skip a stage.\n"
-        "2. Save DreamPose writes <prefix>_00001_unet/_adapter/_vae.safetensors to models/dreampose (the counter "
+        "2. Save DreamPose Model writes <prefix>_00001_unet/_adapter/_vae.safetensors to models/dreampose (the counter "
         "grows with every save, nothing is overwritten; load them later with the DreamPose loaders instead of "
         "finetuning again).\n"
         "3. The finetuned model, adapter and VAE drive the pose-to-video graph at once.\n"
@@ -94,26 +98,24 @@ NOTES = {
         "matches the subject photo's. The output video keeps the driving video's frame rate."),
 }
 
-EXPORT = """async ([api, name, note]) => {
-  await app.loadApiJson(api, name);
-  const graph = app.graph;
-  graph.arrange?.(60);
-  // examples should reproduce: seeds stay as written instead of the frontend's default "randomize"
-  for (const n of graph.nodes ?? graph._nodes) {
-    for (const w of n.widgets ?? []) if (w.name === "control_after_generate") w.value = "fixed";
-  }
-  if (note) {
-    const n = LiteGraph.createNode("Note");
-    n.widgets[0].value = note;
-    n.size = [420, 220];
-    const nodes = graph.nodes ?? graph._nodes;
-    const minX = Math.min(...nodes.map((x) => x.pos[0]));
-    const minY = Math.min(...nodes.map((x) => x.pos[1]));
-    graph.add(n);
-    n.pos = [minX, minY - 280];
-  }
-  return JSON.parse(JSON.stringify(graph.serialize()));
-}"""
+# Extra height kept free under nodes whose previews appear later (a loaded photo, a saved animation), so nothing
+# overlaps once they show.
+GROW = {"LoadImage": 330, "SaveAnimatedWEBP": 280, "SaveAnimatedPNG": 280, "SaveImage": 280, "PreviewImage": 280,
+        "SaveVideo": 280, "SaveWEBM": 280}
+VIEW = (1600, 1000)  # the window the opening view is made for
+
+LOAD = """async ([api, name]) => { app.clean(); await app.loadApiJson(api, name);
+  const r = app.canvas.canvas.getBoundingClientRect(); return [r.width, r.height]; }"""
+
+
+def export(fe, api: dict, stem: str, object_info: dict) -> dict:
+    """The UI-format graph of one API prompt, laid out by scripts/layout_workflow.py in the page ``fe``."""
+    view = fe.call(LOAD, [api, template_name(stem)], timeout=60)
+    groups = plan(api, object_info)
+    res = fe.call(LAYOUT_JS, [groups, NOTES.get(stem, ""), view, GROW, SAFE], timeout=120)
+    log.info("%s: %d groups in %d row(s), %.0fx%.0f px, opening zoom %.2f in a %dx%d canvas", stem, len(groups),
+             res["rows"], *res["size"], res["zoom"], *view)
+    return res["workflow"]
 
 
 def main() -> int:
@@ -125,20 +127,24 @@ def main() -> int:
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-                context = browser.new_context(viewport={"width": 1600, "height": 1000})
+                context = browser.new_context(viewport={"width": VIEW[0], "height": VIEW[1]})
                 context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(server.url) else r.abort())
                 context.add_init_script(INIT_SCRIPT)
                 fe = Frontend(context.new_page(), server.url)
                 fe.attach()
                 fe.open()
+                object_info = server.object_info()
                 only = set(sys.argv[1:])  # workflow names to export; all when none are given
                 for api_path in sorted((WORKFLOWS / "api").glob("*.json")):
                     stem = api_path.stem
                     if only and stem not in only:
                         continue
                     api = json.loads(api_path.read_text())
-                    ui = fe.call(EXPORT, [api, stem, NOTES.get(stem, "")], timeout=60)
-                    out = WORKFLOWS / (stem + ".json")
+                    ui = export(fe, api, stem, object_info)
+                    for old in (WORKFLOWS / (stem + ".json"),):  # the file name before templates had titles
+                        if old.exists() and template_name(stem) != stem:
+                            old.unlink()
+                    out = WORKFLOWS / (template_name(stem) + ".json")
                     out.write_text(json.dumps(ui, indent=1) + "\n")
                     log.info("wrote %s (%d nodes, %d links)", out, len(ui["nodes"]), len(ui["links"]))
                 browser.close()

@@ -8,7 +8,7 @@ norm clipped to 1.0: the UNet's in 2a as in finetune-unet.py, the decoder's in 2
 What flows in is never changed. The UNet's effective weights (the input's weight patches applied) are copied into an
 fp32 UNet that is trained; the result is a clone of the input MODEL carrying the trained weights as "set" patches
 (strength_model 0, the mechanism of ComfyUI's own ModelMergeSimple), so every model option of the input is kept and
-"AnimaPose Save DreamPose" bakes them into the saved file. The adapter and the VAE are trained as copies.
+"Save DreamPose Model" bakes them into the saved file. The adapter and the VAE are trained as copies.
 
 Choices, against the official finetune-unet.py / finetune-vae.py / datasets/dreampose_dataset.py:
 - Value ranges follow what the checkpoints were trained on (pipeline.py's "clean"): target pictures are [0, 1] values
@@ -118,7 +118,7 @@ def check_model(model, input_name: str = "model", in_channels: int | None = DREA
     if in_channels is not None and config.get("in_channels") != in_channels:
         raise AnimaPoseError(input_name, f"the UNet takes {config.get('in_channels')} input channels; a DreamPose UNet "
                              f"takes {in_channels} (4 latent + 5 poses x UV)", "connect the model output of "
-                             "'AnimaPose Load DreamPose'")
+                             "'Load DreamPose UNet + Adapter'")
 
 
 def noise_schedule(model, input_name: str = "model") -> torch.Tensor:
@@ -200,7 +200,7 @@ def check_pairs(images: torch.Tensor, poses: PoseSequence) -> None:
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise AnimaPoseError("images", "expected an IMAGE batch of subject photos", "connect a Load Image output")
     if not isinstance(poses, PoseSequence):
-        raise AnimaPoseError("poses", "this is not a DreamPose pose sequence", "connect 'AnimaPose Load DensePose UV'")
+        raise AnimaPoseError("poses", "this is not a DreamPose pose sequence", "connect 'Load DensePose UV Poses'")
     n, m = images.shape[0], poses.frames
     if n != m:
         raise AnimaPoseError("poses", f"{n} subject photo(s) but {m} pose frame(s); photo k trains with pose k",
@@ -227,7 +227,7 @@ def _check_vae(vae) -> None:
     if fsm is None or _decoder_of(fsm) is None or getattr(vae, "latent_channels", None) != 4 \
             or getattr(vae, "downscale_ratio", None) != 8:
         raise AnimaPoseError("vae", "this VAE is not an SD1.x KL autoencoder with a decoder to finetune",
-                             "connect the DreamPose VAE ('AnimaPose Load DreamPose VAE' or the SD1.x VAE)")
+                             "connect the DreamPose VAE ('Load DreamPose VAE' or the SD1.x VAE)")
 
 
 def _photos_chw(images: torch.Tensor, settings: StageSettings) -> torch.Tensor:

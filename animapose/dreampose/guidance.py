@@ -94,7 +94,7 @@ def _guider_class():
         def sample(self, noise, latent_image, *args, **kwargs):
             check_pose_frames(self, latent_image.shape[0])
             out = super().sample(noise, latent_image, *args, **kwargs)
-            warn_if_not_finite(out, "AnimaPose DreamPose Guider (dual CFG)")
+            warn_if_not_finite(out, "DreamPose Guider (dual CFG)")
             return out
 
     return DreamPoseGuider

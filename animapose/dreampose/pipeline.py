@@ -176,10 +176,10 @@ def check_reference_models(clip_vision, adapter) -> None:
     if not isinstance(clip_vision, B32ClipVision):
         raise AnimaPoseError(
             "clip_vision", "DreamPose was trained on CLIP ViT-B/32 features (50 tokens of width 768); this CLIP vision "
-            "model is another one", "load openai/clip-vit-base-patch32 with 'AnimaPose Load CLIP Vision (ViT-B/32)'")
+            "model is another one", "load openai/clip-vit-base-patch32 with 'Load DreamPose CLIP Vision (B/32)'")
     if not isinstance(adapter, EmbeddingAdapter):
         raise AnimaPoseError("adapter", "this is not a DreamPose adapter", "connect the adapter output of "
-                             "'AnimaPose Load DreamPose'")
+                             "'Load DreamPose UNet + Adapter'")
 
 
 def _adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Tensor:
@@ -293,7 +293,7 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
         outputs.append(out.to(comfy.model_management.intermediate_device()))
     result = {k: v for k, v in latent.items() if k not in ("batch_index", "noise_mask")}
     result["samples"] = torch.cat(outputs)
-    warn_if_not_finite(result["samples"], "AnimaPose DreamPose Sampler")
+    warn_if_not_finite(result["samples"], "DreamPose Sampler")
     return result
 
 

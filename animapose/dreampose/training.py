@@ -3,7 +3,7 @@
 
 It runs in-process with ComfyUI rather than with diffusers: the model is the same native UNet and the loss the same
 ``finetune.diffusion_loss`` the subject-finetune nodes train, SD1.x checkpoints load in every format ComfyUI reads,
-the outputs load straight into 'AnimaPose Load DreamPose', and diffusers stays a test-only dependency.
+the outputs load straight into 'Load DreamPose UNet + Adapter', and diffusers stays a test-only dependency.
 
 Data: ``ROOT/<video>/frame_N.png`` with ``frame_N_densepose.npy`` beside each frame ((2, H, W) UV in [0, 1]); frames
 without a pose file are skipped, and ROOT itself may be the one video folder. Each sample, as in train.py, takes a

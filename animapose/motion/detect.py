@@ -200,7 +200,7 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     family, position_length, notes = _family(layout, base, mid is not None, stored_length, lcm_table, config)
     if pia:
         family = PIA
-        notes = ["image-to-video: its 9-channel conv_in needs the 'AnimaPose PIA Image' node's conditioning"]
+        notes = ["image-to-video: its 9-channel conv_in needs the 'AnimateDiff PIA Image (picture to video)' node's conditioning"]
     scope, schedule = _FAMILY_TRAITS[family]
 
     canonical = {f"{name}{_TT}{rest}": value for name, params in modules.items() for rest, value in params.items()}
@@ -271,7 +271,7 @@ def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):
     if lora_keys:
         if any("motion_modules" in k or "temporal" in k for k in lora_keys):
             raise AnimaPoseError(input_name, "this is a motion LoRA, not a motion module",
-                                 "load it with the AnimaPose Load Motion LoRA node and choose a motion module here")
+                                 "load it with the Load AnimateDiff Motion LoRA node and choose a motion module here")
         if any(".attentions." in k and "processor." in k for k in lora_keys):
             what = "the AnimateDiff v3 domain adapter (a LoRA on the image model's spatial attention)"
         else:
@@ -281,7 +281,7 @@ def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
         raise AnimaPoseError(input_name, "this is a SparseCtrl encoder (a ControlNet-like model with its own motion "
                              "modules), not a motion module",
-                             "put it into models/controlnet and load it with the 'AnimaPose Load SparseCtrl' node; "
+                             "put it into models/controlnet and load it with the 'Load AnimateDiff SparseCtrl' node; "
                              f"choose a motion module here ({_EXAMPLES})")
     if any(k.startswith("img_encoder.") for k in keys):
         raise AnimaPoseError(input_name, "this is AnimateLCM-I2V (motion modules plus an image encoder), which "

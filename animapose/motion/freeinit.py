@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 FILTERS = ["butterworth", "gaussian", "ideal", "box"]
 KEY = "animapose.freeinit"
-SAMPLER_NODE = "AnimaPose FreeInit Sampler"
-MODEL_NODE = "AnimaPose FreeInit"
+SAMPLER_NODE = "AnimateDiff FreeInit Sampler"
+MODEL_NODE = "AnimateDiff FreeInit (KSampler)"
 
 
 def low_pass_filter(shape: tuple[int, int, int], kind: str = "butterworth", d_s: float = 0.25, d_t: float = 0.25,
@@ -112,7 +112,7 @@ def run_iterations(sample_once, model_sampling, sigmas: torch.Tensor, noise: tor
     for it in range(options.iterations):
         if it:
             current = reinitialise(samples, noise, latent, model_sampling, sigma, max_denoise, lpf, generator)
-        log.info("AnimaPose FreeInit: iteration %d of %d", it + 1, options.iterations)
+        log.info("AnimateDiff FreeInit (KSampler): iteration %d of %d", it + 1, options.iterations)
         samples = sample_once(current)
         if progress is not None:
             progress(it + 1, options.iterations)

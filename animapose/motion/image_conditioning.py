@@ -125,8 +125,8 @@ def _check_channels(executor, x, *args, **kwargs):
     if x.shape[1] != expected:
         raise AnimaPoseError(
             "motion_model", f"PIA reads the picture through {EXTRA_CHANNELS} extra input channels, but the UNet got "
-            f"{x.shape[1]} channels", "sample with the positive and negative conditioning from 'AnimaPose PIA Image'",
-            node="AnimaPose Apply Motion Model")
+            f"{x.shape[1]} channels", "sample with the positive and negative conditioning from 'AnimateDiff PIA Image (picture to video)'",
+            node="Apply AnimateDiff Motion Model")
     return executor(x, *args, **kwargs)
 
 
@@ -150,7 +150,7 @@ def pia_conditioning(model, positive, negative, vae, image: torch.Tensor, frames
     at the picture's size (rounded down to whole latent pixels). The picture is the clip's first frame."""
     if not is_pia_model(model):
         raise AnimaPoseError("model", "this MODEL has no PIA motion model applied, so nothing would read the picture",
-                             "load pia.ckpt with 'AnimaPose Load Motion Model', apply it with 'AnimaPose Apply "
+                             "load pia.ckpt with 'Load AnimateDiff Motion Model', apply it with 'AnimaPose Apply "
                              "Motion Model' and connect that MODEL here")
     schedule = affinity_schedule(frames, preset, custom)
     ratio = vae.spacial_compression_encode()

@@ -349,7 +349,7 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     if any(s.modules and s.modules[0] is motion.patcher.model.get_submodule(slots[0].module) for s in previous):
         raise AnimaPoseError("motion_model", f"{motion.name} (or a LoRA'd copy of it, which shares its modules) is "
                              "already applied to this MODEL; the same modules cannot be inserted twice",
-                             "to change its settings during sampling use 'AnimaPose Motion Keyframe' on one Apply "
+                             "to change its settings during sampling use 'AnimateDiff Motion Keyframe' on one Apply "
                              "node; chain Apply nodes only with different motion models")
     key = _free_key(m)
     mm = motion.patcher.clone()
@@ -424,13 +424,13 @@ def _frame_check(info: MotionModelInfo, stage: MotionStage):
                     "motion_model", f"the context windows are {window} frames long but this motion module "
                     f"({info.family}) has only {limit} positions",
                     f"set context_length to at most {limit} in the context windows node",
-                    node="AnimaPose Apply Motion Model")
+                    node="Apply AnimateDiff Motion Model")
             if window is None and frames > limit:
                 raise AnimaPoseError(
                     "motion_model", f"{frames} frames (the latent batch) are more than this motion module's "
                     f"{limit} positions ({info.family}), and no context windows are set",
-                    f"add an 'AnimaPose Context Windows' node (context_length {min(16, limit)}) to the MODEL, "
-                    f"or sample at most {limit} frames", node="AnimaPose Apply Motion Model")
+                    f"add an 'AnimateDiff Context Options / Windows' node (context_length {min(16, limit)}) to the MODEL, "
+                    f"or sample at most {limit} frames", node="Apply AnimateDiff Motion Model")
         check_conditioning_frames(guider, frames)
         sampling = guider.model_patcher.get_model_object("model_sampling")
         stage.prepare(frames, sampling.percent_to_sigma)

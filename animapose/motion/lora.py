@@ -93,7 +93,7 @@ def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):
     motion_keys = [k for k in keys if _MOTION_HINT.search(k)]
     if motion_keys and not lora_keys:
         raise AnimaPoseError(input_name, "this is a motion module (motion model), not a motion LoRA",
-                             "load it with the AnimaPose Load Motion Model node and choose a motion LoRA here "
+                             "load it with the Load AnimateDiff Motion Model node and choose a motion LoRA here "
                              "(e.g. v2_lora_ZoomIn.ckpt)")
     if lora_keys and not any(_MOTION_HINT.search(k) for k in lora_keys):
         what = ("the AnimateDiff v3 domain adapter (a LoRA on the image model's spatial attention)"

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ..errors import AnimaPoseError
 
-MULTIVAL_NODE = "AnimaPose Motion Multival"
-KEYFRAME_NODE = "AnimaPose Motion Keyframe"
+MULTIVAL_NODE = "AnimateDiff Motion Multival"
+KEYFRAME_NODE = "AnimateDiff Motion Keyframe"
 
 _POINT = re.compile(r"^\s*(-?\d+)\s*:\s*(-?[0-9.eE+-]+)\s*$")
 

@@ -21,7 +21,7 @@ import torch
 
 from ..errors import AnimaPoseError
 
-NODE = "AnimaPose Prompt Travel"
+NODE = "AnimateDiff Prompt Travel"
 FRAMES_KEY = "animapose_frames"
 INTERPOLATIONS = ["linear", "hold"]
 

@@ -119,7 +119,7 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
             if self.vae is None:
                 raise AnimaPoseError("vae", "SparseCtrl RGB conditions on VAE latents of its keyframes, but the "
                                      f"{APPLY_NODE} node got no VAE", f"connect the checkpoint's VAE to the {APPLY_NODE} "
-                                     "(Advanced) node's vae input", node="AnimaPose Load SparseCtrl")
+                                     "(Advanced) node's vae input", node="Load AnimateDiff SparseCtrl")
             ratio = self.vae.spacial_compression_encode()
             pixels = comfy.utils.common_upscale(images, w * ratio, h * ratio, self.upscale_algorithm, "center")
             loaded = comfy.model_management.loaded_models(only_currently_used=True)
@@ -162,7 +162,7 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
         if context.shape[-1] != width:
             raise AnimaPoseError("control_net", f"this SparseCtrl encoder reads {width}-wide text embeddings but the "
                                  f"prompt's are {context.shape[-1]} wide (a different model family)",
-                                 "use SparseCtrl with an SD1.5 checkpoint", node="AnimaPose Load SparseCtrl")
+                                 "use SparseCtrl with an SD1.5 checkpoint", node="Load AnimateDiff SparseCtrl")
         timestep = self.model_sampling_current.timestep(t)
         control = self.control_model(hint, timestep.to(dtype), comfy.model_management.cast_to_device(
             context, x_noisy.device, dtype), frames, x_noisy.to(dtype), self.norm_across_frames)
@@ -190,5 +190,5 @@ def load_sparsectrl(path: str, name: str, norm_across_frames: bool = False,
 def with_keyframes(control_net, frame_indices: str) -> SparseCtrlControlNet:
     if not isinstance(control_net, SparseCtrlControlNet):
         raise AnimaPoseError("control_net", f"this is a {type(control_net).__name__}, not a SparseCtrl encoder",
-                             "load SparseCtrl with 'AnimaPose Load SparseCtrl' and connect it here")
+                             "load SparseCtrl with 'Load AnimateDiff SparseCtrl' and connect it here")
     return control_net.with_frame_indices(parse_frame_indices(frame_indices))

@@ -20,7 +20,7 @@ import torch
 from ..errors import AnimaPoseError
 from .multival import MotionKeyframe, Multival, ResolvedControls
 
-APPLY_NODE = "AnimaPose Apply Motion Model"
+APPLY_NODE = "Apply AnimateDiff Motion Model"
 
 
 def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:

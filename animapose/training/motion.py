@@ -16,7 +16,7 @@ Two modes:
 
 What flows in is never changed: the UNet is copied in fp32 with its patches applied (the MODEL's LoRAs are part of
 what stays frozen), the modules are inserted into that copy only, and the outputs are new motion models (the LoRA as
-weight patches on a clone of the input motion model, as 'AnimaPose Load Motion LoRA' adds one). Saved files are in
+weight patches on a clone of the input motion model, as 'Load AnimateDiff Motion LoRA' adds one). Saved files are in
 the original layouts ``load_motion_model`` / ``add_motion_lora`` (and other packs) read.
 
 Differences from train.py: the VAE latents are ComfyUI's posterior mean, encoded once before training (train.py drew
@@ -173,7 +173,7 @@ def _check(model, vae, clips: Clips, motion, settings: MotionTrainSettings):
         raise AnimaPoseError("mode", f"unknown mode '{settings.mode}'", f"use one of {', '.join(MODES)}")
     if settings.mode == "motion_lora" and motion is None:
         raise AnimaPoseError("motion_model", "a MotionLoRA trains on top of a motion module, and none is connected",
-                             "connect 'AnimaPose Load Motion Model' (e.g. mm_sd_v15_v2), or choose mode motion_module")
+                             "connect 'Load AnimateDiff Motion Model' (e.g. mm_sd_v15_v2), or choose mode motion_module")
     if settings.frames < 2:
         raise AnimaPoseError("frames", f"{settings.frames} frame(s) per clip: motion needs at least 2",
                              "use 16 frames per clip (AnimateDiff's) or at least 2")
@@ -368,7 +368,7 @@ def train_run(run: MotionRun, label: str, progress: ProgressFn | None = None, pr
 # -- outputs -------------------------------------------------------------------------------------------------------
 
 def motion_model_from_state(state: dict[str, torch.Tensor], name: str):
-    """A MOTION_MODEL value (as 'AnimaPose Load Motion Model' gives) holding a trained module."""
+    """A MOTION_MODEL value (as 'Load AnimateDiff Motion Model' gives) holding a trained module."""
     import comfy.model_patcher
     import comfy.ops
 
@@ -385,7 +385,7 @@ def motion_model_from_state(state: dict[str, torch.Tensor], name: str):
 
 def motion_model_with_lora(motion, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str,
                            strength: float = 1.0):
-    """A clone of ``motion`` with a trained LoRA as weight patches, as 'AnimaPose Load Motion LoRA' adds a file."""
+    """A clone of ``motion`` with a trained LoRA as weight patches, as 'Load AnimateDiff Motion LoRA' adds a file."""
     import comfy.weight_adapter
 
     out = motion.clone()

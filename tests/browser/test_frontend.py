@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import urllib.parse
 from collections import Counter
@@ -31,6 +32,7 @@ from .helpers import (
     workflow_files,
     workflows_dir,
 )
+from .layout import GEOMETRY, node_overlaps
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,16 @@ def test_pack_js_loads(ui, comfy_server):
              [e.splitlines()[0][:160] for e in baseline])
 
 
+def warnings_first(text: str) -> str:
+    """The order the info box shows a node's text in (js/animapose.js warningsFirst)."""
+    lines = text.split("\n")
+    warn = [ln for ln in lines if re.search(r"\bwarning\b", ln, re.I)]
+    return "\n".join(warn + [ln for ln in lines if ln not in warn])
+
+
 def test_node_info_box(ui):
-    """The extension's info box, fed through the frontend's own ``executed`` event handler."""
+    """The extension's info box, fed through the frontend's own ``executed`` event handler: as tall as its wrapped
+    text (no scrollbar), warnings first, and the node below is moved down instead of covered."""
     mark = ui.mark()
     node_type = ui.call("""() => {
         const ours = Object.keys(LiteGraph.registered_node_types).filter((t) => t.startsWith('AnimaPose_'));
@@ -113,14 +123,20 @@ def test_node_info_box(ui):
     assert node_type, "no AnimaPose_ node type is registered in the frontend"
     text = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
             "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
-            "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)")
-    node_id = ui.call("""(type) => {
+            "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)\n"
+            "GroupNorm: per frame (original v2 code); motion LoRAs trained on this module apply\n"
+            "WARNING: the file is 1.2 GB but the release is 1.7 GB: the download looks truncated; download it again")
+    ids = ui.call("""(type) => {
         app.graph.clear();
-        const n = LiteGraph.createNode(type);
-        n.pos = [100, 100];
-        app.graph.add(n);
-        return n.id;
+        const a = LiteGraph.createNode(type);
+        a.pos = [100, 100];
+        app.graph.add(a);
+        const b = LiteGraph.createNode(type);
+        b.pos = [100, a.pos[1] + a.size[1] + 60];
+        app.graph.add(b);
+        return [a.id, b.id];
     }""", node_type)
+    node_id = ids[0]
     show = """([id, text]) => {
         app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
                                                  output: {text: [text]}, prompt_id: 'browser-test'});
@@ -133,21 +149,27 @@ def test_node_info_box(ui):
     box = ui.call(show, [node_id, text])
     assert first["count"] == 1 and first["value"] == "first", first
     assert box["count"] == 1, f"a second message added another info box: {box}"
-    assert box["value"] == text and box["readOnly"], box
+    assert box["readOnly"], box
+    assert box["value"].startswith("WARNING: the file is 1.2 GB"), f"the warning is not first: {box['value']!r}"
+    assert box["value"] == warnings_first(text)
     assert box["width"] >= 320, box
 
-    ui.fit_view([node_id], zoom=0.45)
+    ui.fit_view(ids, zoom=0.6)
     ui.page.wait_for_function(
         """([id, name]) => {
             const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name).element;
             return el.isConnected && el.getClientRects().length > 0;
         }""", arg=[node_id, INFO_WIDGET], timeout=10_000)
+    ui.call("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     prompt = ui.graph_to_prompt()
     assert INFO_WIDGET not in prompt[str(node_id)]["inputs"], "the info box must not be sent to the backend"
     path = ui.screenshot(ARTIFACTS / "node_info_box.png")
     sizes = ui.call("([id, name]) => { const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name)"
                     ".element; return [el.clientHeight, el.scrollHeight]; }", [node_id, INFO_WIDGET])
     log.info("info box screenshot: %s (box %d px high, text %d px)", path, *sizes)
+    assert sizes[1] <= sizes[0] + 2, f"the info box scrolls: {sizes[0]} px high, its text {sizes[1]} px"
+    geo = ui.call(GEOMETRY)
+    assert not node_overlaps(geo), node_overlaps(geo)
     assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
 
 
@@ -234,7 +256,11 @@ def test_workflow(ui, comfy_server, backend_types, path):
     for nid, text in texts.items():
         shown = ui.call("([id, name]) => app.graph.getNodeById(+id)?.widgets?.find((w) => w.name === name)"
                         "?.element?.value ?? null", [nid, INFO_WIDGET])
-        assert shown == text, f"{name}: node {nid} info box shows {shown!r}, the backend sent {text!r}"
+        assert shown == warnings_first(text), f"{name}: node {nid} info box shows {shown!r}, the backend sent {text!r}"
+    if fmt == "ui":
+        # filled info boxes and loaded previews move nodes down rather than over each other
+        geo = ui.call(GEOMETRY)
+        assert not node_overlaps(geo), f"{name} after the run: " + "\n".join(node_overlaps(geo))
     outputs = comfy_server.output_files(entry)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
 

@@ -78,7 +78,7 @@ def test_keyframe_from_the_start_replaces_the_apply_values(tiny, tiny_motion):
 def test_multival_frame_count_errors_before_sampling(tiny, tiny_motion):
     model, _, _, pos, neg = tiny
     bad = apply_motion_model(model, tiny_motion, Multival(1.0, mask=torch.ones(3, 8, 8))).model
-    with pytest.raises(AnimaPoseError, match="AnimaPose Motion Multival: input 'mask': the mask has 3 frames"):
+    with pytest.raises(AnimaPoseError, match="AnimateDiff Motion Multival: input 'mask': the mask has 3 frames"):
         run(bad, pos, neg, frames=4, steps=1)
 
 
@@ -177,7 +177,7 @@ def test_prompt_travel_reaches_the_right_frames_in_windows(tiny):
 def test_prompt_travel_frame_mismatch_is_refused(tiny, animated):
     _, clip, _, _, neg = tiny
     cond = encode_schedule(clip, parse_schedule("0: a red fox\n4: a blue bird", 8), 8)
-    with pytest.raises(AnimaPoseError, match="AnimaPose Prompt Travel: input 'frames': the positive prompt schedule "
+    with pytest.raises(AnimaPoseError, match="AnimateDiff Prompt Travel: input 'frames': the positive prompt schedule "
                                              "has 8 frames but the latent has 6.*Fix: set 'frames' to 6"):
         run(animated, cond, neg, frames=6, steps=1)
 
@@ -264,7 +264,7 @@ def test_freeinit_errors(tiny, animated):
     _, _, _, pos, neg = tiny
     euler = KSamplerSelect.execute("euler")[0]
     fi = freeinit.FreeInitSampler(euler, freeinit.FreeInitOptions(iterations=2))
-    with pytest.raises(AnimaPoseError, match="AnimaPose FreeInit Sampler: input 'sampler': the sampler is already"):
+    with pytest.raises(AnimaPoseError, match="AnimateDiff FreeInit Sampler: input 'sampler': the sampler is already"):
         freeinit.FreeInitSampler(fi, freeinit.FreeInitOptions())
     guider = CFGGuider.execute(animated, pos, neg, 5.0)[0]
     sigmas = BasicScheduler.execute(animated, "normal", 2, 1.0)[0]

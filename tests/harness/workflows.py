@@ -43,6 +43,22 @@ CPU_TEXT = {
     "blurry, low quality, watermark, text": "",
 }
 
+# The Templates dialog shows a custom node pack's template by its file name (title = name) and, sorted
+# alphabetically, in name order; so the UI-format file of workflows/api/<stem>.json is workflows/<title>.json with a
+# leading number for the order. Workflows without an entry keep their stem as the name.
+TEMPLATE_TITLES = {
+    "animatediff_txt2vid": "01 AnimateDiff - text to animation",
+    "animatediff_long_context": "02 AnimateDiff - long animation with context windows",
+    "animatediff_prompt_travel": "03 AnimateDiff - prompt travel",
+    "animatediff_long_freenoise": "04 AnimateDiff - long animation with FreeNoise",
+    "animatediff_img2vid": "05 AnimateDiff - picture to animation (PIA)",
+    "animatediff_sparsectrl_keyframes": "06 AnimateDiff - keyframes to animation (SparseCtrl)",
+    "animatediff_train_motion_lora": "07 AnimateDiff - train a MotionLoRA",
+    "dreampose_pose_to_video": "08 DreamPose - photo and poses to video",
+    "dreampose_video_to_video": "09 DreamPose - video to video",
+    "dreampose_finetune_then_animate": "10 DreamPose - finetune on a subject, then animate",
+}
+
 
 def is_api_format(data: dict) -> bool:
     return "nodes" not in data and all(isinstance(v, dict) and "class_type" in v for v in data.values())
@@ -53,6 +69,16 @@ def shipped(api_only: bool = False) -> list[Path]:
     if api_only:
         return sorted(API_WORKFLOWS.glob("*.json"))
     return sorted(WORKFLOWS.glob("*.json")) + sorted(API_WORKFLOWS.glob("*.json"))
+
+
+def template_name(stem: str) -> str:
+    """The file name (without .json) of the UI-format template made from workflows/api/<stem>.json."""
+    return TEMPLATE_TITLES.get(stem, stem)
+
+
+def api_stem(template: str) -> str:
+    """The API-format stem of a template name (the inverse of ``template_name``)."""
+    return next((k for k, v in TEMPLATE_TITLES.items() if v == template), template)
 
 
 def api_workflow(name: str) -> dict:

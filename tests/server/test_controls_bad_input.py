@@ -30,19 +30,19 @@ def _restart_without_noise():
 
 
 CASES = {
-    "schedule_beyond_clip": (lambda: _travel({("4", "text"): "0: a cat\n40: a dog"}), "AnimaPose Prompt Travel",
+    "schedule_beyond_clip": (lambda: _travel({("4", "text"): "0: a cat\n40: a dog"}), "AnimateDiff Prompt Travel",
                              "input 'text'", "line 2 puts a prompt at frame 40"),
-    "schedule_malformed": (lambda: _travel({("4", "text"): "0: a cat\nsixteen: a dog"}), "AnimaPose Prompt Travel",
+    "schedule_malformed": (lambda: _travel({("4", "text"): "0: a cat\nsixteen: a dog"}), "AnimateDiff Prompt Travel",
                            "input 'text'", "line 2 ('sixteen: a dog') is not 'frame: prompt'"),
-    "latent_frames_differ": (lambda: _travel({("6", "batch_size"): 24}), "AnimaPose Prompt Travel",
+    "latent_frames_differ": (lambda: _travel({("6", "batch_size"): 24}), "AnimateDiff Prompt Travel",
                              "input 'frames'", "has 32 frames but the latent has 24"),
-    "multival_beyond_clip": (lambda: _travel({("13", "per_frame"): "0: 0.7, 40: 1.1"}), "AnimaPose Motion Multival",
+    "multival_beyond_clip": (lambda: _travel({("13", "per_frame"): "0: 0.7, 40: 1.1"}), "AnimateDiff Motion Multival",
                              "input 'per_frame'", "keyframe 40 is beyond the clip's last frame (31)"),
     "empty_range": (lambda: _travel({("3", "start_percent"): 0.8, ("3", "end_percent"): 0.2}),
-                    "AnimaPose Apply Motion Model", "input 'end_percent'", "the range 0.8..0.2 is empty"),
-    "keyframe_outside_range": (lambda: _travel({("3", "end_percent"): 0.5}), "AnimaPose Apply Motion Model",
+                    "Apply AnimateDiff Motion Model", "input 'end_percent'", "the range 0.8..0.2 is empty"),
+    "keyframe_outside_range": (lambda: _travel({("3", "end_percent"): 0.5}), "Apply AnimateDiff Motion Model",
                                "input 'keyframes'", "a keyframe starts at 0.7, outside"),
-    "freeinit_cannot_restart": (_restart_without_noise, "AnimaPose FreeInit Sampler", "input 'sampler'",
+    "freeinit_cannot_restart": (_restart_without_noise, "AnimateDiff FreeInit Sampler", "input 'sampler'",
                                 "starts without noise"),
 }
 

@@ -16,7 +16,7 @@ from tests.fixtures.densepose import densepose_torchscript_file, driving_video_f
 from tests.harness.models import DRIVING_VIDEO
 from tests.harness.server import ExecutionFailed
 
-NODE = "AnimaPose DensePose UV Estimator"
+NODE = "DensePose UV Estimator (video to poses)"
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def test_photos_and_poses_that_do_not_pair_up(comfy_server):
     with pytest.raises(ExecutionFailed) as err:
         comfy_server.run(_finetune_prompt(POSES_FOLDER, 2), timeout=300)
     message = str(err.value)
-    for part in ("AnimaPose DreamPose Finetune UNet + Adapter", "input 'poses'", "1 subject photo(s) but 8 pose "
+    for part in ("DreamPose Finetune UNet + Adapter", "input 'poses'", "1 subject photo(s) but 8 pose "
                  "frame(s)", "Fix:"):
         assert part in message, message
 

@@ -314,3 +314,46 @@ def test_save_dreampose_never_overwrites(comfy_server):
     assert names == sorted([*first, "hostile_twice_00002_adapter.safetensors", "hostile_twice_00002_unet.safetensors",
                             "hostile_twice_00002_vae.safetensors"])
     assert all((folder / n).read_bytes() == data for n, data in first.items())
+
+
+def test_progress_moves_per_window(comfy_server):
+    """With context windows the progress bar moves after every window inside a step (watched on ComfyUI's own
+    websocket, as the frontend does): 12 frames in windows of 4 (overlap 1) over 2 steps."""
+    import asyncio
+    import json
+    import uuid
+
+    import aiohttp
+
+    prompt = _with_context(context_schedule="standard_static")(_seed(txt2vid(), 5))
+    prompt["6"]["inputs"]["batch_size"] = 12
+    prompt["7"]["inputs"]["steps"] = 2
+    client_id = uuid.uuid4().hex
+
+    async def watch() -> list[tuple[int, int]]:
+        seen = []
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"ws://127.0.0.1:{comfy_server.port}/ws?clientId={client_id}") as ws:
+                prompt_id = comfy_server.queue(prompt, client_id=client_id)
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    data = json.loads(msg.data)
+                    body = data.get("data", {})
+                    if body.get("prompt_id") != prompt_id:
+                        continue
+                    if data["type"] == "progress" and body.get("node") == "7":
+                        seen.append((body["value"], body["max"]))
+                    if data["type"] in ("execution_success", "execution_error"):
+                        assert data["type"] == "execution_success", body
+                        return seen
+        return seen
+
+    updates = asyncio.run(asyncio.wait_for(watch(), timeout=600))
+    per_window = [(v, m) for v, m in updates if m > 2]
+    assert per_window, updates
+    total = per_window[0][1]
+    assert total % 2 == 0 and total // 2 >= 4, updates  # 2 steps x at least 4 windows
+    assert len(per_window) >= total - 1, updates
+    fractions = [v / m for v, m in updates]
+    assert fractions == sorted(fractions), updates

@@ -55,7 +55,7 @@ def test_motion_lora_needs_a_motion_module(comfy_server):
     with pytest.raises(ExecutionFailed) as err:
         comfy_server.run(_train_prompt("motion_lora", 1, with_motion=False), timeout=300)
     message = str(err.value)
-    for part in ("AnimaPose Train Motion Module", "input 'motion_model'", "Fix:"):
+    for part in ("Train AnimateDiff Motion Module", "input 'motion_model'", "Fix:"):
         assert part in message, message
 
 

@@ -48,7 +48,9 @@ def test_every_node_documented(comfy_server):
         d = info[name]
         assert d["description"], f"{name} has no description"
         assert d["category"].startswith("AnimaPose"), d["category"]
-        assert d["display_name"].startswith("AnimaPose "), d["display_name"]
+        # display names hold the words users search for (issue 10), not the pack name or the ID
+        assert d["display_name"] and not d["display_name"].startswith("AnimaPose_"), d["display_name"]
+        assert all(n == n.lower() for n in d.get("output_name") or []), f"{name}: {d.get('output_name')}"
         for section in ("required", "optional"):
             for inp, spec in d["input"].get(section, {}).items():
                 opts = spec[1] if len(spec) > 1 else {}

@@ -52,7 +52,7 @@ def test_parse_per_frame():
 
 
 def test_multival_checks_name_node_input_and_fix():
-    with pytest.raises(AnimaPoseError, match="AnimaPose Motion Multival: input 'mask': the mask has 3 frames but the "
+    with pytest.raises(AnimaPoseError, match="AnimateDiff Motion Multival: input 'mask': the mask has 3 frames but the "
                                              "clip has 8.*Fix: give a mask of 1 or 8"):
         Multival(mask=torch.ones(3, 4, 4)).check(8)
     with pytest.raises(AnimaPoseError, match="input 'per_frame': 3 values for a clip of 8 frames"):
@@ -67,7 +67,7 @@ def test_keyframes_and_ranges_refuse_overlaps():
     k = add_keyframe(None, MotionKeyframe(0.5, Multival(0.0), Multival(1.0)))
     k = add_keyframe(k, MotionKeyframe(0.2, Multival(1.0), Multival(1.0)))
     assert [x.start_percent for x in k] == [0.2, 0.5]
-    with pytest.raises(AnimaPoseError, match="AnimaPose Motion Keyframe: input 'start_percent': another keyframe"):
+    with pytest.raises(AnimaPoseError, match="AnimateDiff Motion Keyframe: input 'start_percent': another keyframe"):
         add_keyframe(k, MotionKeyframe(0.5, Multival(), Multival()))
     with pytest.raises(AnimaPoseError, match="input 'end_percent': the range 0.6..0.4 is empty"):
         check_range(0.6, 0.4, None)
@@ -169,7 +169,7 @@ def test_keyframes_switch_by_sigma():
 
 def test_prompt_schedule_parsing_and_errors():
     assert parse_schedule('0: a cat\n\n# comment\n"16": "a dog",\n', 32) == [(0, "a cat"), (16, "a dog")]
-    with pytest.raises(AnimaPoseError, match="AnimaPose Prompt Travel: input 'text': line 2 \\('16 a dog'\\) is not"):
+    with pytest.raises(AnimaPoseError, match="AnimateDiff Prompt Travel: input 'text': line 2 \\('16 a dog'\\) is not"):
         parse_schedule("0: a cat\n16 a dog", 32)
     with pytest.raises(AnimaPoseError, match="line 2 puts a prompt at frame 40, outside the clip's frames 0..31"):
         parse_schedule("0: a cat\n40: a dog", 32)
