@@ -231,6 +231,11 @@ CASES = {
                           "multi_image", "'bogus'"),
     "pose_fit_bogus": (DP, _set("7", fit="bogus"), "AnimaPose_PoseConditioning", "fit", "'bogus'"),
     "window_bogus": (DP, _set("7", window="bogus"), "AnimaPose_PoseConditioning", "window", "'bogus'"),
+    # refused when queued (the node validates its input), before anything runs
+    "pose_folder_escapes": (DP, _set("6", folder="../../../etc"), "AnimaPose_LoadDensePoseUV", "folder",
+                            "outside ComfyUI's input folder"),
+    "pose_folder_absolute": (DP, _set("6", folder="/etc"), "AnimaPose_LoadDensePoseUV", "folder",
+                             "outside ComfyUI's input folder"),
     "unet_name_number": (DP, _set("1", unet_name=5), "AnimaPose_LoadDreamPose", "unet_name", "not a name"),
 }
 
