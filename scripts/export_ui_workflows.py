@@ -100,7 +100,7 @@ NOTES = {
 
 # Extra height kept free under nodes whose previews appear later (a loaded photo, a saved animation), so nothing
 # overlaps once they show.
-GROW = {"LoadImage": 330, "SaveAnimatedWEBP": 280, "SaveAnimatedPNG": 280, "SaveImage": 280, "PreviewImage": 280,
+GROW = {"LoadImage": 330, "LoadVideo": 380, "SaveAnimatedWEBP": 280, "SaveAnimatedPNG": 280, "SaveImage": 280, "PreviewImage": 280,
         "SaveVideo": 280, "SaveWEBM": 280}
 VIEW = (1600, 1000)  # the window the opening view is made for
 

@@ -38,7 +38,7 @@ SEARCHES = {
     "Load AnimateDiff Model": "AnimaPose_LoadMotionModel",
     "context options": "AnimaPose_ContextWindows",
     "DreamPose": None,
-    "DensePose": "AnimaPose_LoadDensePoseUV",
+    "DensePose": "AnimaPose_DensePoseUVEstimator",  # from a video: the first step of a DreamPose run
 }
 BAD_LOAD = ("Zod", "valid version", "Invalid workflow", "Workflow Validation")
 
