@@ -26,7 +26,7 @@ FIRST_FRAME = "animapose_first_frame.png"
 LAST_FRAME = "animapose_last_frame.png"
 TRAINING_CLIPS = "shapes_moving_right.gif"
 # What the server and browser tiers run against (conftest's shared server, and the hostile suite's fresh one).
-TEST_PROFILE = "trained"
+TEST_PROFILE = "tiny"
 
 
 def demo_models_present() -> bool:
