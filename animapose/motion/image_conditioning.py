@@ -89,10 +89,13 @@ def attach(m, motion) -> None:
     weight = motion.extras.get("conv_in.weight")
     if weight is None:
         return
-    conv = m.model.diffusion_model.input_blocks[0][0]
-    if conv.weight.shape[1] != LATENT_CHANNELS or conv.weight.shape[0] != weight.shape[0]:
+    # The UNet may still be patched by a clone ComfyUI keeps loaded (a PIA run just before): the checkpoint's own
+    # conv_in is then in the patchers' shared backup.
+    backup = m.backup.get(CONV_KEY)
+    shape = (backup.weight if backup is not None else m.model.diffusion_model.input_blocks[0][0].weight).shape
+    if shape[1] != LATENT_CHANNELS or shape[0] != weight.shape[0]:
         raise AnimaPoseError("motion_model", f"PIA's conv_in ({weight.shape[0]} channels from 9) does not fit the "
-                             f"model's conv_in ({conv.weight.shape[0]} channels from {conv.weight.shape[1]})",
+                             f"model's conv_in ({shape[0]} channels from {shape[1]})",
                              "use PIA with a plain SD1.5 checkpoint (not an inpainting or other 9-channel model)")
     diff = torch.zeros(weight.shape, dtype=torch.float32)
     diff[:, LATENT_CHANNELS:] = weight[:, LATENT_CHANNELS:].float()
