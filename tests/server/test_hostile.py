@@ -354,7 +354,11 @@ def test_progress_moves_per_window(comfy_server):
                         return seen
         return seen
 
-    updates = asyncio.run(asyncio.wait_for(watch(), timeout=600))
+    # A thread of its own: the browser tier's Playwright leaves an event loop running in this one.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        updates = pool.submit(lambda: asyncio.run(asyncio.wait_for(watch(), timeout=600))).result()
     per_window = [(v, m) for v, m in updates if m > 2]
     assert per_window, updates
     total = per_window[0][1]

@@ -180,7 +180,7 @@ def test_refuses_full_checkpoint():
 def test_refuses_motion_lora():
     sd = load_state_dict(str(fx.motion_lora_file("micro")), "motion_model")
     e = _error(sd, input_name="my_motion")
-    assert "motion LoRA" in e.problem and "Load Motion LoRA" in e.fix and e.input_name == "my_motion"
+    assert "motion LoRA" in e.problem and "Load AnimateDiff Motion LoRA" in e.fix and e.input_name == "my_motion"
 
 
 def test_refuses_image_lora_and_domain_adapter():
@@ -200,7 +200,7 @@ def test_refuses_unsupported_variants():
 
 def test_sparsectrl_is_sent_to_its_loader():
     e = _error({**_motion(), "controlnet_cond_embedding.conv_in.weight": torch.zeros(2)})
-    assert "SparseCtrl" in e.problem and "Load SparseCtrl" in e.fix
+    assert "SparseCtrl" in e.problem and "Load AnimateDiff SparseCtrl" in e.fix
 
 
 @pytest.mark.parametrize("layout", ["original", "diffusers"])

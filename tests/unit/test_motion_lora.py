@@ -96,7 +96,7 @@ def test_diffusers_namings_parse_to_the_same_update(style):
 
 def test_refuses_motion_module():
     e = _error(fx.motion_state_dict("v3", "original", "micro"))
-    assert "motion module" in e.problem and "not a motion LoRA" in e.problem and "Load Motion Model" in e.fix
+    assert "motion module" in e.problem and "not a motion LoRA" in e.problem and "Load AnimateDiff Motion Model" in e.fix
 
 
 def test_refuses_image_lora_and_domain_adapter():
