@@ -40,7 +40,7 @@ class LoadMotionModel(PackNode):
             category=MOTION_CATEGORY,
             description=(
                 "Loads an AnimateDiff motion module from models/animatediff_models (AnimateDiff v1/v2/v3, SDXL beta, "
-                "HotshotXL, AnimateLCM, AnimateDiff-Lightning; original or diffusers layout; .safetensors, or "
+                "HotshotXL, AnimateLCM, AnimateLCM-I2V, AnimateDiff-Lightning, PIA; original or diffusers layout; .safetensors, or "
                 ".ckpt/.pth read without running pickled code). The format, base model, widths, mid block, position "
                 "length and GroupNorm scope are detected from the weights and shown on the node."),
             inputs=[
@@ -138,7 +138,9 @@ class ApplyMotionModel(PackNode):
                 io.Combo.Input("beta_schedule", options=schedules.CHOICES, default=schedules.AUTOSELECT,
                                tooltip="Noise schedule. 'autoselect' uses the one the motion module was trained with "
                                        "(AnimateDiff SD1.5: sqrt_linear, the original's 'linear' betas; SDXL beta: "
-                                       "linear to 0.020; AnimateLCM: lcm). 'use existing' keeps the checkpoint's."),
+                                       "linear to 0.020; AnimateLCM: lcm; AnimateLCM-I2V: its own lcm, betas to 0.014 over "
+                                       "200 steps). 'use existing' keeps the checkpoint's (then ComfyUI's "
+                                       "ModelSamplingDiscrete 'lcm' can follow)."),
                 io.Combo.Input("groupnorm", options=NORM_CHOICES, default=NORM_CHOICES[0],
                                tooltip="Which GroupNorms see all frames at once. 'original code (auto)' reproduces the "
                                        "original implementation of the detected format (v1 and HotshotXL normalise "

@@ -1,4 +1,5 @@
-"""AnimateDiff from pictures: PIA's image input and SparseCtrl keyframes (a native CONTROL_NET)."""
+"""AnimateDiff from pictures: PIA's image input, AnimateLCM-I2V's reference image and SparseCtrl keyframes (a native
+CONTROL_NET)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,56 @@ class PIAImage(PackNode):
             pos, neg, latent = pia_conditioning(model, positive, negative, vae, image, frames, affinity,
                                                 custom_affinity or "")
         return io.NodeOutput(pos, neg, latent)
+
+
+class AnimateLCMI2VImage(PackNode):
+    DISPLAY = "AnimateLCM-I2V Reference Image (picture to video)"
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=PREFIX + "AnimateLCMI2VImage",
+            display_name=cls.DISPLAY,
+            category=MOTION_CATEGORY,
+            description=(
+                "Animates a picture with AnimateLCM-I2V (AnimateLCM_sd15_i2v.ckpt applied by 'Apply AnimateDiff Motion "
+                "Model'): its image encoder turns the picture's latent into features that are added to the UNet's down "
+                "blocks before their motion modules, as in the authors' code. Outputs the MODEL that reads the picture "
+                "and an empty latent of the clip at the picture's size; sample it with denoise 1. LCM sampling: the "
+                "Apply node's autoselect gives the authors' I2V schedule (lcm, betas to 0.014, 200 original steps); "
+                "ComfyUI's ModelSamplingDiscrete 'lcm' is the common ComfyUI alternative. Use the 'lcm' sampler, 4-8 "
+                "steps, CFG 1-2."),
+            inputs=[
+                io.Model.Input("model", tooltip="The MODEL with AnimateLCM_sd15_i2v.ckpt applied (an SD1.5 checkpoint; "
+                                                "the authors add their spatial LCM LoRA at 0.8 with ComfyUI's LoRA "
+                                                "loader)."),
+                io.Vae.Input("vae", tooltip="The checkpoint's VAE, to encode the picture."),
+                io.Image.Input("image", tooltip="The picture to animate (the first of a batch). AnimateLCM-I2V was "
+                                                "trained at 512x512."),
+                io.Int.Input("frames", default=16, min=1, max=4096,
+                             tooltip="Frames to render (the motion modules have 64 positions; the authors' demo "
+                                     "renders 12-20; use context windows for long clips)."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01,
+                               tooltip="Multiplies the picture features added to the UNet (the original's insertion "
+                                       "weights, all 1.0); 0 ignores the picture."),
+                io.Float.Input("motion_scale", default=0.8, min=0.0, max=10.0, step=0.01,
+                               tooltip="How much each frame's position is mixed into the picture features (the "
+                                       "authors' 'motion scale', default 0.8, 'better identity with smaller scale'; "
+                                       "AnimateDiff-Evolved's ref_drift)."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="The MODEL that feeds the picture into its UNet."),
+                io.Latent.Output(display_name="latent", tooltip="An empty latent of the clip, at the picture's size."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, image, frames: int, strength: float, motion_scale: float) -> io.NodeOutput:
+        from ..animapose.motion.lcm_i2v import reference_model
+
+        with node_errors(cls.DISPLAY):
+            m, latent = reference_model(model, vae, image, frames, strength, motion_scale)
+        return io.NodeOutput(m, latent)
 
 
 class LoadSparseCtrl(PackNode):
@@ -140,4 +191,4 @@ class SparseCtrlKeyframes(PackNode):
             return io.NodeOutput(with_keyframes(control_net, frame_indices))
 
 
-NODES = [PIAImage, LoadSparseCtrl, SparseCtrlKeyframes]
+NODES = [PIAImage, AnimateLCMI2VImage, LoadSparseCtrl, SparseCtrlKeyframes]

@@ -1,9 +1,9 @@
 """What a motion-module file is, told from its keys and shapes alone (never from its name).
 
 ``normalize_motion_state_dict`` accepts the original AnimateDiff layout, the diffusers ``MotionAdapter`` layout
-and HotshotXL's layout (and PIA, whose file adds a 9-channel ``conv_in``: see ``image_condition_weights``),
-refuses the files people mistake for motion modules (checkpoints, LoRAs, AnimateLCM-I2V, SparseCtrl) with a
-message that names the fix, checks that every module is complete, and
+and HotshotXL's layout (and PIA, whose file adds a 9-channel ``conv_in``, and AnimateLCM-I2V, whose file adds an
+image encoder ``img_encoder.*``: see ``image_condition_weights``), refuses the files people mistake for motion
+modules (checkpoints, LoRAs, SparseCtrl) with a message that names the fix, checks that every module is complete, and
 returns the state dict in the original layout that ``MotionModelSet`` loads, plus a ``MotionModelInfo``.
 
 The family decides the two things the weights cannot say: which GroupNorms pool their statistics over the
@@ -21,6 +21,7 @@ from torch import nn
 
 from ..checkpoints import strip_prefix
 from ..errors import AnimaPoseError
+from . import image_encoder
 from .convert import HOTSHOT_KEY, MODULE_KEY, diffusers_to_original, hotshot_to_original
 from .lora import is_lora_key
 from .module import MotionModelSet
@@ -52,6 +53,7 @@ SDXL_BETA = "AnimateDiff SDXL beta"
 HOTSHOT = "HotshotXL"
 LCM = "AnimateLCM"
 PIA = "PIA"
+LCM_I2V = "AnimateLCM-I2V"
 
 # family -> (norm scope, recommended ComfyUI beta schedule). The original SD1.5 configs ask diffusers for
 # "linear" betas 0.00085..0.012, a plain linspace, which ComfyUI calls "sqrt_linear".
@@ -76,6 +78,9 @@ _FAMILY_TRAITS = {
     # AnimateLCM animatelcm_sd15: configs/inference-t2v.yaml use_inflated_groupnorm true, motion_module.py norms
     # after (b f); its LCMScheduler uses "linear" (linspace) betas 0.00085..0.012, original_inference_steps 100.
     LCM: (NormScope(motion=False, resnet=False), "lcm"),
+    # AnimateLCM animatelcm_sd15: configs/inference-i2v.yaml, the same UNet settings as t2v plus use_img_encoder;
+    # its LCMScheduler ends the "linear" betas at 0.014 with original_inference_steps 200.
+    LCM_I2V: (NormScope(motion=False, resnet=False), "lcm_i2v"),
     # open-mmlab/PIA: animatediff/models/resnet.py ResnetBlock3D norms are plain GroupNorm on (b c f h w) (no
     # inflated-groupnorm option at all), motion_module.py norms after (b f) as v1; example/config/base.yaml keeps
     # the "linear" 0.00085..0.012 betas of the original.
@@ -153,7 +158,8 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     tensors = _strip_wrappers(tensors)
     _refuse_foreign(tensors, input_name)
     pia = _pia_weights(tensors, input_name)
-    tensors = {k: v for k, v in tensors.items() if k not in pia}
+    encoder = image_encoder.split_encoder(tensors)
+    tensors = {k: v for k, v in tensors.items() if k not in pia and not k.startswith(image_encoder.PREFIX)}
 
     layout = _layout(tensors, input_name)
     if layout == "hotshot":
@@ -201,6 +207,16 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     if pia:
         family = PIA
         notes = ["image-to-video: its 9-channel conv_in needs the 'AnimateDiff PIA Image (picture to video)' node's conditioning"]
+    if encoder:
+        if family != LCM:
+            raise AnimaPoseError(input_name, f"the file pairs an image encoder (img_encoder.*) with {family} motion "
+                                 "modules; only AnimateLCM-I2V ships one, with AnimateLCM's modules",
+                                 "choose AnimateLCM_sd15_i2v.ckpt as released")
+        spec = image_encoder.encoder_spec(encoder, tuple(down), input_name)
+        family = LCM_I2V
+        notes = [f"image-to-video: an image encoder ({'/'.join(map(str, spec.channels))} channels, "
+                 f"{sum(v.numel() for v in encoder.values()) / 1e6:.1f} M parameters) for the "
+                 "'AnimateLCM-I2V Reference Image (picture to video)' node"]
     scope, schedule = _FAMILY_TRAITS[family]
 
     canonical = {f"{name}{_TT}{rest}": value for name, params in modules.items() for rest, value in params.items()}
@@ -221,9 +237,11 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
 
 def image_condition_weights(sd: dict, input_name: str = "motion_model") -> dict[str, torch.Tensor]:
     """The image-conditioning weights a motion-module file carries besides its motion modules: PIA's
-    ``conv_in.weight`` [C, 9, 3, 3] and ``conv_in.bias``; empty for every other format."""
+    ``conv_in.weight`` [C, 9, 3, 3] and ``conv_in.bias``, or AnimateLCM-I2V's ``img_encoder.*`` (prefix kept);
+    empty for every other format."""
     tensors = _strip_wrappers({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)})
-    return _pia_weights(tensors, input_name)
+    return {**_pia_weights(tensors, input_name),
+            **{k: v for k, v in tensors.items() if k.startswith(image_encoder.PREFIX)}}
 
 
 def _strip_wrappers(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -283,9 +301,6 @@ def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):
                              "modules), not a motion module",
                              "put it into models/controlnet and load it with the 'Load AnimateDiff SparseCtrl' node; "
                              f"choose a motion module here ({_EXAMPLES})")
-    if any(k.startswith("img_encoder.") for k in keys):
-        raise AnimaPoseError(input_name, "this is AnimateLCM-I2V (motion modules plus an image encoder), which "
-                             "AnimaPose does not support", "use AnimateLCM_sd15_t2v (text-to-video) or another motion module")
     if not motion_keys:
         raise AnimaPoseError(input_name, f"the file holds no motion modules (none of its {len(keys)} keys is under "
                              f"'motion_modules.' or 'temporal_attentions.', e.g. {', '.join(sorted(keys)[:3])})",

@@ -147,6 +147,18 @@ def pia_concat(image_latent: torch.Tensor, schedule: list[float]) -> torch.Tenso
     return torch.cat([mask, image_latent[:1].float().expand(frames, -1, -1, -1)], dim=1).contiguous()
 
 
+def encode_picture(model, vae, image: torch.Tensor, method: str) -> torch.Tensor:
+    """The model-scaled latent ``(1, 4, h, w)`` of the first picture of ``image``, cropped to whole latent pixels."""
+    ratio = vae.spacial_compression_encode()
+    h, w = image.shape[1] // ratio, image.shape[2] // ratio
+    if h < 1 or w < 1:
+        raise AnimaPoseError("image", f"the picture ({image.shape[2]}x{image.shape[1]}) is smaller than one latent "
+                             f"pixel ({ratio}x{ratio})", f"use a larger picture ({method} was trained at 512x512)")
+    if image.shape[0] > 1:
+        log.info("AnimaPose %s: using the first of %d pictures", method, image.shape[0])
+    return model.model.process_latent_in(vae.encode(image[:1, : h * ratio, : w * ratio, :3]))
+
+
 def pia_conditioning(model, positive, negative, vae, image: torch.Tensor, frames: int, preset: str,
                      custom: str = "") -> tuple[list, list, dict]:
     """PIA's inputs for a sampler: conditionings carrying the concat channels and an empty latent of ``frames``
@@ -156,15 +168,8 @@ def pia_conditioning(model, positive, negative, vae, image: torch.Tensor, frames
                              "load pia.ckpt with 'Load AnimateDiff Motion Model', apply it with 'AnimaPose Apply "
                              "Motion Model' and connect that MODEL here")
     schedule = affinity_schedule(frames, preset, custom)
-    ratio = vae.spacial_compression_encode()
-    h, w = image.shape[1] // ratio, image.shape[2] // ratio
-    if h < 1 or w < 1:
-        raise AnimaPoseError("image", f"the picture ({image.shape[2]}x{image.shape[1]}) is smaller than one latent "
-                             f"pixel ({ratio}x{ratio})", "use a larger picture (PIA was trained at 512x512)")
-    if image.shape[0] > 1:
-        log.info("AnimaPose PIA: using the first of %d pictures", image.shape[0])
-    pixels = image[:1, : h * ratio, : w * ratio, :3]
-    latent = model.model.process_latent_in(vae.encode(pixels))
+    latent = encode_picture(model, vae, image, "PIA")
+    h, w = latent.shape[-2:]
     concat = pia_concat(latent, schedule)
 
     def with_concat(conditioning):

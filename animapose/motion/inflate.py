@@ -34,7 +34,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
 from ..numerics import warn_if_not_finite
-from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, schedules
+from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, lcm_i2v, schedules
 from .detect import (
     DIFFUSERS_SCOPE,
     MotionModelInfo,
@@ -62,9 +62,11 @@ class MotionModel:
     name: str
     loras: list[tuple[str, float]] = field(default_factory=list)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # PIA's conv_in (see image_conditioning)
+    image_encoder: comfy.model_patcher.ModelPatcher | None = None  # AnimateLCM-I2V's (see lcm_i2v)
 
     def clone(self) -> "MotionModel":
-        return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras), self.extras)
+        return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras), self.extras,
+                           self.image_encoder)
 
 
 # Storage dtypes of the motion modules' weights ("default": whatever ComfyUI stores a UNet in, see weight_dtype).
@@ -96,7 +98,8 @@ def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
     patcher = comfy.model_patcher.ModelPatcher(
         motion_set, load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device())
-    return MotionModel(patcher, info, name, extras=extras)
+    encoder = lcm_i2v.load_image_encoder(extras, info.down_channels, dtype)
+    return MotionModel(patcher, info, name, extras=extras, image_encoder=encoder)
 
 
 def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) -> MotionModel:
@@ -380,6 +383,7 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
 
     image_conditioning.attach(m, motion)
+    lcm_i2v.attach(m, motion, mm.model)
 
     ms = schedules.model_sampling(m, schedule)
     if ms is not None:

@@ -21,6 +21,8 @@ from ..errors import AnimaPoseError
 from .multival import MotionKeyframe, Multival, ResolvedControls
 
 APPLY_NODE = "Apply AnimateDiff Motion Model"
+# transformer_options entry {id(motion module): tensor} of features added to a module's input (AnimateLCM-I2V)
+REFERENCE_FEATURES = "animapose_reference_features"
 
 
 def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:
@@ -116,12 +118,13 @@ class MotionStage:
     def call(self, layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         frames = frames_per_chunk(x, transformer_options)
         if self.simple:
-            return layer(x, frames, self.effect.value, self.norm_motion)
+            return layer(_with_reference(layer, x, transformer_options), frames, self.effect.value, self.norm_motion)
         if self.now is None:
             self.begin_call(transformer_options, frames)
         active, effect, scale, index = self.now
         if not active:
             return x
+        x = _with_reference(layer, x, transformer_options)
         if self.resolved is None or self.resolved.frames <= max(index):
             self.resolved = ResolvedControls(max(max(index) + 1, frames))
         chunks = x.shape[0] // frames
@@ -129,6 +132,11 @@ class MotionStage:
         e = self.resolved.effect(effect, index, chunks, h, w, x.device, x.dtype)
         ks = self.resolved.key_scale(scale, index, chunks, h, w, x.device, x.dtype)
         return layer(x, frames, e, self.norm_motion, ks)
+
+
+def _with_reference(layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+    feature = transformer_options.get(REFERENCE_FEATURES, {}).get(id(layer))
+    return x if feature is None else x + feature
 
 
 def make_dispatch(stages: list[MotionStage]):

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import comfy.model_management
+import comfy.patcher_extension
 import comfy.sample
 import torch
+
+
+def call_unet(m, x, t, context):
+    """One UNet call of a MODEL (its wrappers and patches included) on one cond chunk; unpatches it afterwards."""
+    comfy.model_management.load_models_gpu([m])
+    to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
+    to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
+    to["cond_or_uncond"] = [0]
+    try:
+        with torch.no_grad():
+            return m.model.diffusion_model(x, t.expand(x.shape[0]), context=context.expand(x.shape[0], -1, -1),
+                                           transformer_options=to)
+    finally:
+        m.detach()
 
 
 def run(model, positive, negative, frames=4, steps=2, sampler="euler", scheduler="normal", seed=0, cfg=5.0, size=8,

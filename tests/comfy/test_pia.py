@@ -4,7 +4,6 @@ with a ``MotionAdapter(conv_in_channels=9)``) on the same weights in float32, th
 
 from __future__ import annotations
 
-import comfy.model_management
 import comfy.patcher_extension
 import comfy.sd
 import pytest
@@ -23,6 +22,7 @@ from animapose.motion.image_conditioning import (
     pia_conditioning,
 )
 from animapose.motion.inflate import apply_motion_model, load_motion_model
+from tests.comfy.helpers import call_unet
 from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope
 from tests.fixtures.motion import motion_module_file
 from tests.fixtures.sd15 import sd15_checkpoint
@@ -77,16 +77,7 @@ def _inputs():
 
 def _ours(model, path, groupnorm, xc, context, t):
     m = apply_motion_model(model, load_motion_model(str(path), "pia.ckpt"), 1.0, "use existing", groupnorm).model
-    comfy.model_management.load_models_gpu([m])
-    to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
-    to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
-    to["cond_or_uncond"] = [0]
-    try:
-        with torch.no_grad():
-            return m.model.diffusion_model(xc, t.expand(xc.shape[0]), context=context.expand(xc.shape[0], -1, -1),
-                                           transformer_options=to)
-    finally:
-        m.detach()
+    return call_unet(m, xc, t, context)
 
 
 def _reference(unet, x, image_latent, schedule, context, t):

@@ -8,6 +8,7 @@ EXPECTED_NODES = {
     "AnimaPose_ApplyMotionModel",
     "AnimaPose_ContextWindows",
     "AnimaPose_PIAImage",
+    "AnimaPose_AnimateLCMI2VImage",
     "AnimaPose_LoadSparseCtrl",
     "AnimaPose_SparseCtrlKeyframes",
     "AnimaPose_PromptTravel",

@@ -18,7 +18,7 @@ def _frames(prompt: dict) -> int:
     for node in prompt.values():
         if node["class_type"] == "EmptyLatentImage":
             return node["inputs"]["batch_size"]
-        if node["class_type"] == "AnimaPose_PIAImage":
+        if node["class_type"] in ("AnimaPose_PIAImage", "AnimaPose_AnimateLCMI2VImage"):
             return node["inputs"]["frames"]
     return 8  # the DreamPose demo pose sequence
 

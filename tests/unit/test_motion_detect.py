@@ -31,6 +31,7 @@ EXPECTED = {
     ("hotshotxl", "original"): (detect.HOTSHOT, "SDXL", None, 24, True, NormScope(False, True), "linear"),
     ("animatelcm", "original"): (detect.LCM, "SD1.5", 128, 64, False, PER_FRAME, "lcm"),
     ("animatelcm", "diffusers"): (detect.LCM, "SD1.5", 128, 64, True, PER_FRAME, "lcm"),
+    ("animatelcm_i2v", "original"): (detect.LCM_I2V, "SD1.5", 128, 64, False, PER_FRAME, "lcm_i2v"),
     ("lightning", "original"): (detect.V2, "SD1.5", 128, 32, True, PER_FRAME, "sqrt_linear"),
     ("lightning", "diffusers"): (detect.V2, "SD1.5", 128, 32, True, PER_FRAME, "sqrt_linear"),
 }
@@ -193,9 +194,32 @@ def test_refuses_image_lora_and_domain_adapter():
     assert "domain adapter" in e.problem and "LoRA loader" in e.fix
 
 
-def test_refuses_unsupported_variants():
-    e = _error({**_motion(), "img_encoder.conv.weight": torch.zeros(2)})
-    assert "AnimateLCM-I2V" in e.problem and "not support" in e.problem
+def test_detects_animatelcm_i2v():
+    # as released: a .ckpt with a top-level state_dict holding the motion modules and img_encoder.*
+    path = fx.motion_module_file("animatelcm_i2v", "original", "micro", ext=".ckpt", dtype="fp32")
+    raw = load_state_dict(str(path), "motion_model", "motion module")
+    canonical, info = normalize_motion_state_dict(raw)
+    assert info.family == detect.LCM_I2V and info.beta_schedule == "lcm_i2v" and not info.stored_positions
+    assert not any(k.startswith("img_encoder.") for k in canonical)
+    assert "image encoder (32/64/128/128 channels" in info.summary()
+    extras = image_condition_weights({"module." + k: v for k, v in raw.items()})
+    assert set(extras) == {k for k in raw if k.startswith("img_encoder.")} and len(extras) == 2 + 8 * 4 + 2 * 2
+    assert torch.equal(extras["img_encoder.body.2.in_conv.weight"], raw["img_encoder.body.2.in_conv.weight"])
+
+
+def test_refuses_broken_image_encoders():
+    sd = dict(fx.motion_state_dict("animatelcm_i2v", "original", "micro"))
+    e = _error({k: v for k, v in sd.items() if k != "img_encoder.body.3.block1.weight"})
+    assert "lacks 1 of its" in e.problem and "img_encoder.body.3.block1.weight" in e.problem
+    e = _error({**sd, "img_encoder.body.0.skep.weight": torch.zeros(32, 32, 1, 1)})
+    assert "variant" in e.problem and "AnimateLCM_sd15_i2v.ckpt" in e.fix
+    e = _error({**sd, "img_encoder.body.4.block1.weight": torch.zeros(64, 64, 3, 3)})
+    assert "widths do not match" in e.problem
+    e = _error({**sd, "img_encoder.conv_in.weight": torch.zeros(32, 9, 3, 3)})
+    assert "conv_in" in e.problem
+    encoder = {k: v for k, v in sd.items() if k.startswith("img_encoder.")}
+    e = _error({**_motion("v3"), **encoder})
+    assert "AnimateDiff v3" in e.problem and "AnimateLCM_sd15_i2v.ckpt" in e.fix
 
 
 def test_sparsectrl_is_sent_to_its_loader():

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.motion", "animapose.motion.module",
         "animapose.motion.multival", "animapose.motion.stages", "animapose.motion.prompt_travel",
         "animapose.motion.freenoise", "animapose.motion.freeinit",
-        "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.lora", "animapose.dreampose.augment",
+        "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.image_encoder", "animapose.motion.lora", "animapose.dreampose.augment",
         "animapose.dreampose.training", "animapose.densepose.model", "animapose.densepose.convert",
         "animapose.densepose.sequence", "animapose.densepose.estimate", "animapose.synthetic",
         "animapose.synthetic.people", "animapose.synthetic.people_metrics", "animapose.synthetic.people_vae",
