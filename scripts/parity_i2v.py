@@ -1,8 +1,8 @@
-"""Prints the float32 parity figures of PIA and SparseCtrl quoted in the README, with the comfy-tier tests' helpers
-(``tests/comfy/test_pia.py``, ``tests/comfy/test_sparsectrl.py``).
+"""Prints the float32 parity figures of PIA, SparseCtrl and AnimateLCM-I2V quoted in the README, with the comfy-tier
+tests' helpers (``tests/comfy/test_pia.py``, ``tests/comfy/test_sparsectrl.py``, ``tests/comfy/test_lcm_i2v.py``).
 
 Run with the provisioned venv python from the repository root: ``python scripts/parity_i2v.py`` (a few minutes on
-a CPU).
+a CPU); ``python scripts/parity_i2v.py lcm_i2v`` (or ``pia``, ``sparsectrl``) prints one section.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch  # noqa: E402
 from animapose.motion import NORM_AUTO, NORM_DIFFUSERS  # noqa: E402
 from animapose.motion.image_conditioning import affinity_schedule, pia_concat  # noqa: E402
 from animapose.motion.sparsectrl import load_sparsectrl  # noqa: E402
+from tests.comfy import test_lcm_i2v as tl  # noqa: E402
 from tests.comfy import test_pia as tp  # noqa: E402
 from tests.comfy import test_sparsectrl as ts  # noqa: E402
 from tests.comfy.reference import rel_err, set_original_scope  # noqa: E402
@@ -67,6 +68,33 @@ def pia() -> None:
         print(f"PIA, groupnorm '{groupnorm}': max relative error {rel_err(ours, ref):.2e}", flush=True)
 
 
+def lcm_i2v() -> None:
+    from animapose.motion.image_encoder import ImageEncoder, encoder_spec, split_encoder
+    from tests.fixtures.motion import motion_state_dict
+    from tests.unit.lcm_i2v_reference import adapter_from_weights, features
+
+    widths = (32, 64, 128, 128)  # widths that change between levels, so in_conv runs too
+    weights = split_encoder(motion_state_dict("animatelcm_i2v", "original", "micro", dtype="fp32"))
+    ours = ImageEncoder(encoder_spec(weights, widths))
+    ours.load_state_dict(weights, strict=True)
+    ref = adapter_from_weights(weights, widths)
+    latent = torch.randn(1, 4, 9, 7, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got = ours(latent, 5, ref.motion_scale)
+    errs = [rel_err(g, e[0].permute(1, 0, 2, 3)) for g, e in zip(got, features(ref, latent, 5))]
+    print(f"AnimateLCM-I2V image encoder (4 levels, 9x7 latent, 5 frames): max relative error {max(errs):.2e}",
+          flush=True)
+    model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("small", "taesd")), output_vae=False,
+                                                      output_clip=False)
+    path = tl.motion_module_file("animatelcm_i2v", "original", "small", ext=".ckpt", dtype="fp32")
+    unet = tl.build_reference_unet(model, path)
+    for motion_scale, strength in ((0.8, 1.0), (0.0, 0.5)):
+        err, moved = tl.parity(model, path, unet, motion_scale, strength)
+        print(f"AnimateLCM-I2V UNet, motion_scale {motion_scale}, strength {strength}: max relative error {err:.2e} "
+              f"(the picture moves the output by {moved:.2e})", flush=True)
+
+
 if __name__ == "__main__":
-    sparsectrl()
-    pia()
+    sections = {"sparsectrl": sparsectrl, "pia": pia, "lcm_i2v": lcm_i2v}
+    for name in sys.argv[1:] or sections:
+        sections[name]()
