@@ -44,6 +44,8 @@ def main() -> int:
                          "trained on synthetic people (trained into the cache on first use; see the README)")
     ap.add_argument("--no-thumbnails", action="store_true",
                     help="do not write the Templates dialog thumbnails (workflows/<template>.jpg) from the outputs")
+    ap.add_argument("--only", nargs="+", metavar="NAME",
+                    help="queue only these workflows (file stems in workflows/api/, e.g. animatediff_img2vid)")
     ap.add_argument("--base", type=Path, default=AP_HOME / "base", help="ComfyUI base directory")
     ap.add_argument("--precision", default="auto", choices=MODES,
                     help="UNet precision: auto (default) is bf16 on CPUs with bf16 units (avx512_bf16/amx_bf16 in "
@@ -68,6 +70,8 @@ def main() -> int:
         results = []
         object_info = server.object_info() if precision == "bf16" else {}
         for path in shipped(api_only=True):
+            if args.only and path.stem not in args.only:
+                continue
             prompt = shrink_api_prompt(json.loads(path.read_text()))
             if precision == "bf16":
                 prompt = with_compute_dtype(prompt, object_info)

@@ -43,6 +43,13 @@ NOTES = {
         "models/animatediff_models.\n"
         "The picture becomes frame 0; 'affinity' sets how far later frames may move from it (PIA's presets: small / "
         "moderate / large motion, loops, style transfer) or give your own per-frame list. PIA was trained at 512x512."),
+    "animatediff_lcm_img2vid": (
+        "AnimaPose picture-to-animation (AnimateLCM-I2V)\n\n"
+        "Models: an SD1.5 checkpoint in models/checkpoints; AnimateLCM_sd15_i2v.ckpt (AnimateLCM's motion modules with "
+        "an image encoder) in models/animatediff_models. The authors also apply their spatial LoRA "
+        "AnimateLCM_sd15_i2v_lora.safetensors at 0.8: add ComfyUI's LoraLoaderModelOnly after the checkpoint.\n"
+        "The picture's features enter the UNet's down blocks; 'motion_scale' (0.8) trades identity for motion. The "
+        "Apply node's autoselect gives the authors' LCM schedule; sample with the lcm sampler, 4-8 steps, CFG 1-2."),
     "animatediff_sparsectrl_keyframes": (
         "AnimaPose keyframes-to-animation (SparseCtrl RGB)\n\n"
         "Models: an SD1.5 checkpoint; v3_sd15_mm.ckpt in models/animatediff_models; v3_sd15_sparsectrl_rgb.ckpt in "

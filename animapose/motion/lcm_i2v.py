@@ -55,7 +55,7 @@ class I2VMarker:
 
     name: str
     encoder: comfy.model_patcher.ModelPatcher
-    targets: tuple[torch.nn.Module, ...]
+    targets: tuple[torch.nn.Module | None, ...]  # None: a level without a second layer (never gets its feature)
 
 
 def load_image_encoder(extras: dict[str, torch.Tensor], down_channels: tuple[int, ...],
@@ -83,11 +83,11 @@ def attach(m, motion, motion_set) -> None:
         return
     info = motion.info
     if info.down_per_level <= TARGET_MODULE:
-        raise AnimaPoseError("motion_model", f"AnimateLCM-I2V adds its picture features at the second layer of each "
-                             f"down level, but this UNet has {info.down_per_level} per level",
-                             "use AnimateLCM-I2V with an SD1.5 checkpoint", node="Apply AnimateDiff Motion Model")
+        # SD1.5 has two layers per level; a reduced UNet with one never reaches the original's idx == 2
+        log.warning("AnimateLCM-I2V: the UNet's down levels have %d layer(s); the original adds the picture at the "
+                    "second, so the picture will have no effect", info.down_per_level)
     targets = tuple(motion_set.get_submodule(f"down_blocks.{level}.motion_modules.{TARGET_MODULE}")
-                    for level in range(info.levels))
+                    if info.down_per_level > TARGET_MODULE else None for level in range(info.levels))
     m.set_attachments(MARKER, I2VMarker(motion.name, encoder, targets))
 
 
@@ -119,7 +119,7 @@ class _Features:
             with torch.no_grad():
                 features = encoder(latent.to(x.device, x.dtype), frames, self.motion_scale)
             features = [(self.strength * f).repeat(chunks, 1, 1, 1) for f in features]
-            self.cache = (key, {id(t): f for t, f in zip(self.marker.targets, features)})
+            self.cache = (key, {id(t): f for t, f in zip(self.marker.targets, features) if t is not None})
         return self.cache[1]
 
     def clear(self) -> None:

@@ -52,6 +52,7 @@ TEMPLATE_TITLES = {
     "animatediff_prompt_travel": "03 AnimateDiff - prompt travel",
     "animatediff_long_freenoise": "04 AnimateDiff - long animation with FreeNoise",
     "animatediff_img2vid": "05 AnimateDiff - picture to animation (PIA)",
+    "animatediff_lcm_img2vid": "05 AnimateDiff - picture to animation (AnimateLCM-I2V)",
     "animatediff_sparsectrl_keyframes": "06 AnimateDiff - keyframes to animation (SparseCtrl)",
     "animatediff_train_motion_lora": "07 AnimateDiff - train a MotionLoRA",
     "dreampose_pose_to_video": "08 DreamPose - photo and poses to video",
