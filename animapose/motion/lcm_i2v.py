@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 KEY = "animapose_lcm_i2v"
 MARKER = "animapose_lcm_i2v_motion"
-NODE = "AnimateLCM-I2V Reference Image (picture to video)"
 TARGET_MODULE = 1  # the original adds the features at the second layer of every down block (idx == 2, 1-based)
 LATENT_CHANNELS = 4
 

@@ -193,7 +193,7 @@ def test_sampler_custom_advanced_with_context_windows(small, i2v_path):
     assert set(seen[1::2]) <= {4, 8}  # one window per call, cond and uncond batched or not
 
 
-def test_errors_name_the_fix(tiny, small, i2v_path):
+def test_errors_name_the_fix(tiny, small, i2v_path, caplog):
     model, vae, _, _ = small
     with pytest.raises(AnimaPoseError) as e:
         reference_model(model, vae, torch.rand(1, 64, 64, 3), 4)
@@ -206,3 +206,8 @@ def test_errors_name_the_fix(tiny, small, i2v_path):
     with pytest.raises(AnimaPoseError) as e:  # the 1-level test UNet stands in for a checkpoint of another family
         apply_motion_model(tiny[0], load_motion_model(str(i2v_path), NAME))
     assert e.value.input_name == "motion_model" and "levels" in e.value.problem
+    # a one-level UNet with one layer per level: the original's second layer does not exist, so no feature is added
+    one_layer = load_motion_model(str(motion_module_file("animatelcm_i2v", "original", "tiny", ext=".ckpt")), NAME)
+    with caplog.at_level(logging.WARNING):
+        applied = apply_motion_model(tiny[0], one_layer).model
+    assert "no effect" in caplog.text and applied.get_attachment(MARKER).targets == (None,)

@@ -12,6 +12,7 @@ from tests.harness.workflows import api_workflow, shrink_api_prompt
 
 TRAVEL = api_workflow("animatediff_prompt_travel")
 LONG = api_workflow("animatediff_long_freenoise")
+LCM_I2V = api_workflow("animatediff_lcm_img2vid")
 
 
 def _travel(changes: dict):
@@ -26,6 +27,12 @@ def _restart_without_noise():
     p["6"]["inputs"]["batch_size"] = 8
     p["99"] = {"class_type": "DisableNoise", "inputs": {}}
     p["7"]["inputs"]["noise"] = ["99", 0]
+    return p
+
+
+def _i2v_with(motion_file: str):
+    p = shrink_api_prompt(LCM_I2V)
+    p["2"]["inputs"]["model_name"] = motion_file
     return p
 
 
@@ -44,6 +51,9 @@ CASES = {
                                "input 'keyframes'", "a keyframe starts at 0.7, outside"),
     "freeinit_cannot_restart": (_restart_without_noise, "AnimateDiff FreeInit Sampler", "input 'sampler'",
                                 "starts without noise"),
+    "reference_without_image_encoder": (lambda: _i2v_with("v3_sd15_mm.ckpt"),
+                                        "AnimateLCM-I2V Reference Image (picture to video)", "input 'model'",
+                                        "the motion model applied (v3_sd15_mm.ckpt) has no image encoder"),
 }
 
 
