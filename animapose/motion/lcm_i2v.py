@@ -90,10 +90,6 @@ def attach(m, motion, motion_set) -> None:
     m.set_attachments(MARKER, I2VMarker(motion.name, encoder, targets))
 
 
-def is_lcm_i2v_model(model) -> bool:
-    return model.get_attachment(MARKER) is not None
-
-
 # -- the reference-image side -------------------------------------------------------------------------------------
 
 class _Features:
