@@ -44,7 +44,7 @@ class LoadCameraCtrl(PackNode):
                                    tooltip="CameraCtrl file in models/animatediff_models (the folder AnimateDiff-Evolved "
                                            "uses too).")],
             outputs=[CameraCtrlType.Output(display_name="cameractrl",
-                                           tooltip="The camera encoder, for 'Apply AnimateDiff CameraCtrl'.")],
+                                           tooltip="The camera encoder, for 'Apply CameraCtrl to AnimateDiff'.")],
         )
 
     @classmethod
@@ -62,7 +62,7 @@ class LoadCameraCtrl(PackNode):
 
 
 class CameraTrajectory(PackNode):
-    DISPLAY = "AnimateDiff Camera Trajectory (CameraCtrl pan, zoom, orbit)"
+    DISPLAY = "CameraCtrl Camera Move (pan/zoom/orbit)"
 
     @classmethod
     def define_schema(cls):
@@ -96,7 +96,7 @@ class CameraTrajectory(PackNode):
                              tooltip="Height of the video the pose file was taken from (RealEstate10K: 720)."),
             ],
             outputs=[CameraTrajectoryType.Output(display_name="camera",
-                                                 tooltip="The camera path, for 'Apply AnimateDiff CameraCtrl'.")],
+                                                 tooltip="The camera path, for 'Apply CameraCtrl to AnimateDiff'.")],
         )
 
     @classmethod
@@ -116,7 +116,7 @@ class CameraTrajectory(PackNode):
 
 
 class ApplyCameraCtrl(PackNode):
-    DISPLAY = "Apply AnimateDiff CameraCtrl"
+    DISPLAY = "Apply CameraCtrl to AnimateDiff"
 
     @classmethod
     def define_schema(cls):
@@ -133,7 +133,7 @@ class ApplyCameraCtrl(PackNode):
                 io.Model.Input("model", tooltip="A MODEL with AnimateDiff v3 applied (the incoming MODEL is not changed)."),
                 CameraCtrlType.Input("cameractrl", tooltip="From 'Load AnimateDiff CameraCtrl'."),
                 CameraTrajectoryType.Input(
-                    "camera", tooltip="From 'AnimateDiff Camera Trajectory': a preset move or a pose file."),
+                    "camera", tooltip="From 'CameraCtrl Camera Move': a preset move or a pose file."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
                                tooltip="How strongly the camera path steers the motion (CameraCtrl's adapter scale; "
                                        "0 = plain AnimateDiff)."),

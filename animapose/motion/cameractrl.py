@@ -34,7 +34,7 @@ from .stages import CAMERA_OPTION, frames_per_chunk, stages_of
 log = logging.getLogger(__name__)
 
 KEY = "animapose_cameractrl"
-APPLY_NODE = "Apply AnimateDiff CameraCtrl"
+APPLY_NODE = "Apply CameraCtrl to AnimateDiff"
 
 
 @dataclass

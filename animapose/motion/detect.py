@@ -272,7 +272,7 @@ def _without_cameractrl(tensors: dict[str, torch.Tensor], input_name: str) -> di
     if not kept:
         raise AnimaPoseError(input_name, "this is CameraCtrl (a camera encoder and attention adapters for AnimateDiff "
                              "v3), not a motion module", "load v3_sd15_mm.ckpt here, and this file with the 'Load "
-                             "AnimateDiff CameraCtrl' node connected to 'Apply AnimateDiff CameraCtrl'")
+                             "AnimateDiff CameraCtrl' node connected to 'Apply CameraCtrl to AnimateDiff'")
     log.info("motion model: ignored %d CameraCtrl weights (the 'Load AnimateDiff CameraCtrl' node reads them)",
              len(tensors) - len(kept))
     return kept

@@ -159,7 +159,7 @@ def test_samplers_context_windows_and_untouched_model(tiny):
     # the trajectory must cover the latent, and the encoder sees at most 16 frames at once
     with pytest.raises(AnimaPoseError) as e:
         run(apply_cameractrl(inflated, ctrl, preset_trajectory("zoom in", 4)), pos, neg, frames=6, steps=1)
-    assert "trajectory has 4 frames" in e.value.problem and e.value.node == "Apply AnimateDiff CameraCtrl"
+    assert "trajectory has 4 frames" in e.value.problem and e.value.node == "Apply CameraCtrl to AnimateDiff"
     with pytest.raises(AnimaPoseError) as e:
         run(apply_cameractrl(inflated, ctrl, preset_trajectory("zoom in", 20)), pos, neg, frames=18, steps=1)
     assert "covers 16 frames" in e.value.problem

@@ -57,6 +57,7 @@ TEMPLATE_TITLES = {
     "dreampose_pose_to_video": "08 DreamPose - photo and poses to video",
     "dreampose_video_to_video": "09 DreamPose - video to video",
     "dreampose_finetune_then_animate": "10 DreamPose - finetune on a subject, then animate",
+    "animatediff_cameractrl": "11 AnimateDiff - camera moves (CameraCtrl)",
 }
 
 
