@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnimaPoseError
-from .module import GEGLUFeedForward, TemporalAttention
+from .module import SingleAttentionBlock
 
 ENCODER_PREFIX = "encoder_"
 ENCODER_HEADS = 8  # CameraCtrl's temporal_attention_nhead; not stored in the weights
@@ -170,22 +170,6 @@ class _ResBlock(nn.Module):
         return x + self.block2(F.relu(self.block1(x)))
 
 
-class _TemporalBlock(nn.Module):
-    """The encoder's temporal transformer block: one self-attention over the frames (positions added after the
-    norm) and a GEGLU feed-forward, each with a residual."""
-
-    def __init__(self, dim: int, heads: int, positions: int, operations=nn, dtype=None, device=None):
-        super().__init__()
-        self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, positions, True, operations, dtype, device)])
-        self.norms = nn.ModuleList([operations.LayerNorm(dim, dtype=dtype, device=device)])
-        self.ff = GEGLUFeedForward(dim, 4 * dim, operations, dtype, device)
-        self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.attention_blocks[0](self.norms[0](x)) + x
-        return self.ff(self.ff_norm(x)) + x
-
-
 class CameraPoseEncoder(nn.Module):
     """Plücker embeddings ``(frames, 6, H, W)`` -> one feature ``(frames, C_level, H / (d 2^level), W / (...))`` per
     level (``d`` the pixel-unshuffle factor); the frames of one call form one clip for the temporal attention."""
@@ -204,7 +188,8 @@ class CameraPoseEncoder(nn.Module):
             for j in range(info.layers_per_level):
                 c_in = (ch[i - 1] if i else ch[0]) if j == 0 else c
                 convs.append(_ResBlock(c_in, c, j == 0 and i > 0, info.kernel, operations, dtype, device))
-                attns.append(_TemporalBlock(c, ENCODER_HEADS, info.position_length, operations, dtype, device))
+                attns.append(SingleAttentionBlock(c, ENCODER_HEADS, 4 * c, info.position_length, True, operations,
+                                                  dtype, device))
             self.encoder_down_conv_blocks.append(convs)
             self.encoder_down_attention_blocks.append(attns)
 

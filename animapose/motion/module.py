@@ -138,6 +138,20 @@ class TemporalTransformerBlock(nn.Module):
         return self.ff(self.ff_norm(x)) + x
 
 
+class SingleAttentionBlock(TemporalTransformerBlock):
+    """A temporal transformer block with one self-attention (``attention_block_types: [Temporal_Self]``), as in
+    SparseCtrl's motion modules and CameraCtrl's camera encoder."""
+
+    def __init__(self, dim: int, heads: int, ff_inner: int, position_length: int | None, stored_positions: bool,
+                 operations=nn, dtype=None, device=None):
+        nn.Module.__init__(self)
+        self.attention_blocks = nn.ModuleList(
+            [TemporalAttention(dim, heads, position_length, stored_positions, operations, dtype, device)])
+        self.norms = nn.ModuleList([operations.LayerNorm(dim, dtype=dtype, device=device)])
+        self.ff = GEGLUFeedForward(dim, ff_inner, operations, dtype, device)
+        self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
+
+
 class TemporalTransformer(nn.Module):
     """The original ``TemporalTransformer3DModel`` (one per insertion point)."""
 
