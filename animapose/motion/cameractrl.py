@@ -84,7 +84,8 @@ class CameraCall:
                 raise AnimaPoseError(
                     "latent_image", f"CameraCtrl's level-{level} features are {f.shape[-1]}x{f.shape[-2]} for "
                     f"{f.shape[0]} frames where the UNet has {x.shape[-1]}x{x.shape[-2]} for {frames} frames",
-                    f"use a width and height that are multiples of {self.multiple} pixels", node=APPLY_NODE)
+                    f"give the sampler a latent whose width and height are multiples of {self.multiple} pixels",
+                    node=APPLY_NODE)
             n, c, h, w = f.shape
             # f c h w -> (chunks h w) f c, the layout of the motion module's sequences
             f = f.reshape(1, n, c, h * w).expand(self.chunks, -1, -1, -1).permute(0, 3, 1, 2)
@@ -94,7 +95,7 @@ class CameraCall:
 
 
 def _motion_stage(model, ctrl: CameraCtrl):
-    """(stage, motion info, {path: MotionModule}) of the motion model on ``model`` that CameraCtrl fits."""
+    """(stage, {path: MotionModule}, levels) of the last motion model on ``model`` that CameraCtrl fits."""
     patches = model.model_options.get("transformer_options", {}).get("patches", {})
     stages = stages_of(patches.get("forward_timestep_embed_patch"))
     if not stages:
@@ -120,8 +121,12 @@ def _motion_stage(model, ctrl: CameraCtrl):
                     f"its encoder has widths {list(ctrl.info.channels)}, {stage.name} {widths}")
             problems.append(what)
             continue
+        if motion_set.mid_block is not None:
+            log.warning("AnimaPose: CameraCtrl was trained with AnimateDiff v3; %s has a mid-block module (v2-type), "
+                        "which CameraCtrl leaves alone", stage.name)
         return stage, modules, levels
-    raise AnimaPoseError("model", f"CameraCtrl does not fit the motion model on this MODEL: {problems[0]}",
+    raise AnimaPoseError("model", f"CameraCtrl does not fit the motion model on this MODEL: "
+                         f"{problems[0] if problems else 'no motion modules found'}",
                          "apply AnimateDiff v3 (v3_sd15_mm.ckpt, the model CameraCtrl was trained on) to an SD1.5 "
                          "checkpoint before this node", node=APPLY_NODE)
 
@@ -183,7 +188,8 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
         if noise.shape[-1] % (multiple // 8) or noise.shape[-2] % (multiple // 8):
             raise AnimaPoseError("latent_image", f"CameraCtrl needs a width and height that are multiples of "
                                  f"{multiple} pixels (its encoder halves the size {levels - 1} times)",
-                                 f"resize the latent to a multiple of {multiple} pixels", node=APPLY_NODE)
+                                 f"give the sampler a latent of a multiple of {multiple} pixels (e.g. 512x512 or "
+                                 "384x256)", node=APPLY_NODE)
         cache.clear()
         try:
             return executor(noise, *args, **kwargs)
