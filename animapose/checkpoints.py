@@ -120,6 +120,11 @@ def _unwrap(sd: dict) -> dict:
         inner = sd.get(key)
         if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
             return inner
+    # CameraCtrl's release (CameraCtrl.ckpt) keeps its two parts side by side; AnimateDiff-Evolved's pruned file
+    # is their union.
+    parts = [sd[k] for k in ("pose_encoder_state_dict", "attention_processor_state_dict") if isinstance(sd.get(k), dict)]
+    if parts:
+        return {k: v for part in parts for k, v in part.items()}
     return sd
 
 

@@ -4,6 +4,7 @@ from comfy_api.latest import ComfyExtension
 
 from . import (
     animatediff,
+    animatediff_camera,
     animatediff_controls,
     animatediff_i2v,
     animatediff_training,
@@ -16,8 +17,8 @@ from .common import register_model_folders
 
 class AnimaPoseExtension(ComfyExtension):
     async def get_node_list(self):
-        return [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_training.NODES,
-                *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
+        return [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_camera.NODES,
+                *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
 
 
 __all__ = ["AnimaPoseExtension", "register_model_folders"]

@@ -57,6 +57,14 @@ NOTES = {
         "The keyframe images go through ComfyUI's own Apply ControlNet node (with the VAE); 'AnimaPose SparseCtrl "
         "Keyframes' puts image n on frame number n of its list ('0, -1' = first and last frame), every other frame "
         "is masked out. Official settings: DDIM, 25 steps, CFG 8.5."),
+    "animatediff_cameractrl": (
+        "AnimaPose camera moves (CameraCtrl on AnimateDiff v3)\n\n"
+        "Models: an SD1.5 checkpoint; v3_sd15_mm.ckpt and CameraCtrl_pruned.safetensors (or the release's "
+        "CameraCtrl.ckpt) in models/animatediff_models.\n"
+        "The camera path is a preset (pan, zoom, orbit, turn, tilt, roll; 'speed' scales each step) or a "
+        "RealEstate10K pose file from the input folder, as CameraCtrl's own assets/pose_files. CameraCtrl was "
+        "trained at 384x256 on 16 frames; its encoder covers 16 frames at once (use context windows of at most "
+        "16 for longer clips)."),
     "animatediff_prompt_travel": (
         "AnimaPose prompt travel (32 frames) with motion keyframes\n\n"
         "Prompt Travel turns 'frame: prompt' lines into per-frame conditioning, blending the embeddings between "

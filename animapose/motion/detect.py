@@ -22,6 +22,7 @@ from torch import nn
 from ..checkpoints import strip_prefix
 from ..errors import AnimaPoseError
 from . import image_encoder
+from .cameractrl_model import is_cameractrl_key
 from .convert import HOTSHOT_KEY, MODULE_KEY, diffusers_to_original, hotshot_to_original
 from .lora import is_lora_key
 from .module import MotionModelSet
@@ -156,6 +157,7 @@ def normalize_motion_state_dict(sd: dict, input_name: str = "motion_model",
     if not tensors:
         raise AnimaPoseError(input_name, "the file holds no tensors", f"choose a motion module ({_EXAMPLES})")
     tensors = _strip_wrappers(tensors)
+    tensors = _without_cameractrl(tensors, input_name)
     _refuse_foreign(tensors, input_name)
     pia = _pia_weights(tensors, input_name)
     encoder = image_encoder.split_encoder(tensors)
@@ -277,6 +279,21 @@ def build_motion_set(sd_original: dict[str, torch.Tensor], info: MotionModelInfo
         operations=operations, dtype=dtype, device=device)
     model.load_state_dict(sd_original, strict=True)
     return model
+
+
+def _without_cameractrl(tensors: dict[str, torch.Tensor], input_name: str) -> dict[str, torch.Tensor]:
+    """The tensors without CameraCtrl's (its encoder and qkv_merge adapters), which its own loader reads; a file
+    holding nothing else is refused with that loader's name."""
+    kept = {k: v for k, v in tensors.items() if not is_cameractrl_key(k)}
+    if len(kept) == len(tensors):
+        return tensors
+    if not kept:
+        raise AnimaPoseError(input_name, "this is CameraCtrl (a camera encoder and attention adapters for AnimateDiff "
+                             "v3), not a motion module", "load v3_sd15_mm.ckpt here, and this file with the 'Load "
+                             "AnimateDiff CameraCtrl' node connected to 'Apply CameraCtrl to AnimateDiff'")
+    log.info("motion model: ignored %d CameraCtrl weights (the 'Load AnimateDiff CameraCtrl' node reads them)",
+             len(tensors) - len(kept))
+    return kept
 
 
 def _refuse_foreign(tensors: dict[str, torch.Tensor], input_name: str):

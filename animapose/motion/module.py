@@ -79,12 +79,16 @@ class TemporalAttention(nn.Module):
         self.pos_encoder = (PositionalEncoding(dim, position_length, stored_positions, dtype, device)
                             if position_length else None)
 
-    def forward(self, x: torch.Tensor, key_scale=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_scale=None, camera=None) -> torch.Tensor:
         # x: (sequences, frames, dim); each pixel of each clip is one sequence over the frames.
         # key_scale (AnimateDiff-Evolved's "scale" multival): None, a float, or a tensor broadcast over the keys.
+        # camera (CameraCtrl, see cameractrl.py): None or (qkv_merge linear, feature laid out as x, strength).
         n, f, d = x.shape
         if self.pos_encoder is not None:
             x = x + self.pos_encoder.table(f, x.device, x.dtype)
+        if camera is not None:
+            merge, feature, strength = camera
+            x = merge(x + feature) * strength + x
         h = self.heads
         q = self.to_q(x).view(n, f, h, d // h).transpose(1, 2)
         k = self.to_k(x)
@@ -128,10 +132,24 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = GEGLUFeedForward(dim, ff_inner, operations, dtype, device)
         self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
 
-    def forward(self, x: torch.Tensor, key_scale=None) -> torch.Tensor:
-        for attn, norm in zip(self.attention_blocks, self.norms):
-            x = attn(norm(x), key_scale) + x
+    def forward(self, x: torch.Tensor, key_scale=None, camera=None) -> torch.Tensor:
+        for i, (attn, norm) in enumerate(zip(self.attention_blocks, self.norms)):
+            x = attn(norm(x), key_scale, camera if i == 0 else None) + x
         return self.ff(self.ff_norm(x)) + x
+
+
+class SingleAttentionBlock(TemporalTransformerBlock):
+    """A temporal transformer block with one self-attention (``attention_block_types: [Temporal_Self]``), as in
+    SparseCtrl's motion modules and CameraCtrl's camera encoder."""
+
+    def __init__(self, dim: int, heads: int, ff_inner: int, position_length: int | None, stored_positions: bool,
+                 operations=nn, dtype=None, device=None):
+        nn.Module.__init__(self)
+        self.attention_blocks = nn.ModuleList(
+            [TemporalAttention(dim, heads, position_length, stored_positions, operations, dtype, device)])
+        self.norms = nn.ModuleList([operations.LayerNorm(dim, dtype=dtype, device=device)])
+        self.ff = GEGLUFeedForward(dim, ff_inner, operations, dtype, device)
+        self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
 
 
 class TemporalTransformer(nn.Module):
@@ -149,7 +167,7 @@ class TemporalTransformer(nn.Module):
         self.proj_out = operations.Linear(channels, channels, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, frames: int, scale=1.0, norm_across_frames: bool = False,
-                key_scale=None) -> torch.Tensor:
+                key_scale=None, camera=None) -> torch.Tensor:
         # scale: what the module adds is multiplied by it (a float, or a tensor per frame/pixel: the "effect").
         bf, c, h, w = x.shape
         b = bf // frames
@@ -159,7 +177,7 @@ class TemporalTransformer(nn.Module):
         y = y.reshape(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
         y = self.proj_in(y)
         for block in self.transformer_blocks:
-            y = block(y, key_scale)
+            y = block(y, key_scale, camera)
         y = self.proj_out(y)
         y = y.reshape(b, h * w, frames, c).permute(0, 2, 3, 1).reshape(bf, c, h, w)
         if isinstance(scale, torch.Tensor) or scale != 1.0:
@@ -175,8 +193,8 @@ class MotionModule(nn.Module):
         self.temporal_transformer = TemporalTransformer(**kwargs)
 
     def forward(self, x: torch.Tensor, frames: int, scale=1.0, norm_across_frames: bool = False,
-                key_scale=None) -> torch.Tensor:
-        return self.temporal_transformer(x, frames, scale, norm_across_frames, key_scale)
+                key_scale=None, camera=None) -> torch.Tensor:
+        return self.temporal_transformer(x, frames, scale, norm_across_frames, key_scale, camera)
 
 
 class _Block(nn.Module):

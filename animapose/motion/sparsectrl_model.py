@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import AnimaPoseError
 from .convert import MODULE_KEY, diffusers_to_original
-from .module import GEGLUFeedForward, MotionModule, TemporalAttention, TemporalTransformerBlock
+from .module import MotionModule, SingleAttentionBlock
 
 RGB = "RGB (latent keyframes)"
 SCRIBBLE = "scribble (image keyframes)"
@@ -164,18 +164,6 @@ def _ldm_keys(t: dict, config: dict, variant: str) -> dict[str, str]:
     return keys
 
 
-class _SingleAttentionBlock(TemporalTransformerBlock):
-    """A temporal transformer block with one self-attention (``attention_block_types: [Temporal_Self]``)."""
-
-    def __init__(self, dim, heads, ff_inner, position_length, operations, dtype, device):
-        nn.Module.__init__(self)
-        self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, position_length, False, operations,
-                                                                 dtype, device)])
-        self.norms = nn.ModuleList([operations.LayerNorm(dim, dtype=dtype, device=device)])
-        self.ff = GEGLUFeedForward(dim, ff_inner, operations, dtype, device)
-        self.ff_norm = operations.LayerNorm(dim, dtype=dtype, device=device)
-
-
 class _Level(nn.Module):
     def __init__(self, modules):
         super().__init__()
@@ -207,8 +195,8 @@ class SparseControlModel(nn.Module):
                                       dtype=dtype, device=device)
                 tt = module.temporal_transformer
                 tt.position_length = info.position_length
-                tt.transformer_blocks = nn.ModuleList([_SingleAttentionBlock(
-                    width, info.heads, 4 * width, info.position_length, operations, dtype, device)])
+                tt.transformer_blocks = nn.ModuleList([SingleAttentionBlock(
+                    width, info.heads, 4 * width, info.position_length, False, operations, dtype, device)])
                 modules.append(module)
                 self.slots[index + j] = (level, j)
             levels.append(_Level(modules))

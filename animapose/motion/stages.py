@@ -23,6 +23,7 @@ from .multival import MotionKeyframe, Multival, ResolvedControls
 APPLY_NODE = "Apply AnimateDiff Motion Model"
 # transformer_options entry {id(motion module): tensor} of features added to a module's input (AnimateLCM-I2V)
 REFERENCE_FEATURES = "animapose_reference_features"
+CAMERA_OPTION = "animapose_camera"  # transformer_options entry set by cameractrl's diffusion-model wrapper
 
 
 def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:
@@ -117,8 +118,12 @@ class MotionStage:
 
     def call(self, layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
         frames = frames_per_chunk(x, transformer_options)
+        # CameraCtrl's per-call features (cameractrl.CameraCall), when a camera trajectory is applied
+        cameras = transformer_options.get(CAMERA_OPTION)
+        camera = cameras.for_module(layer, x, frames) if cameras is not None else None
         if self.simple:
-            return layer(_with_reference(layer, x, transformer_options), frames, self.effect.value, self.norm_motion)
+            return layer(_with_reference(layer, x, transformer_options), frames, self.effect.value, self.norm_motion,
+                         camera=camera)
         if self.now is None:
             self.begin_call(transformer_options, frames)
         active, effect, scale, index = self.now
@@ -131,7 +136,7 @@ class MotionStage:
         h, w = x.shape[-2:]
         e = self.resolved.effect(effect, index, chunks, h, w, x.device, x.dtype)
         ks = self.resolved.key_scale(scale, index, chunks, h, w, x.device, x.dtype)
-        return layer(x, frames, e, self.norm_motion, ks)
+        return layer(x, frames, e, self.norm_motion, ks, camera=camera)
 
 
 def _with_reference(layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:

@@ -38,6 +38,7 @@ def demo_models_present() -> bool:
 
 def demo_files(profile: str = "trained", dreampose: str = "random") -> dict[str, list[tuple[str, Path]]]:
     """{folder relative to the ComfyUI base directory: [(name in that folder, fixture path)]}."""
+    from ..fixtures.cameractrl import cameractrl_file
     from ..fixtures.demo import training_clips_file
     from ..fixtures.densepose import densepose_torchscript_file, driving_video_file
     from ..fixtures.dreampose import (
@@ -68,6 +69,7 @@ def demo_files(profile: str = "trained", dreampose: str = "random") -> dict[str,
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
             ("pia.ckpt", motion_module_file("pia", "original", profile, ext=".ckpt")),
             ("AnimateLCM_sd15_i2v.ckpt", motion_module_file("animatelcm_i2v", "original", profile, ext=".ckpt")),
+            ("CameraCtrl_pruned.safetensors", cameractrl_file(profile, "pruned", "fp16")),
         ],
         "models/controlnet": [("v3_sd15_sparsectrl_rgb.ckpt", sparsectrl_file("rgb", profile, "original"))],
         "models/animatediff_motion_lora": [("v2_lora_ZoomIn.ckpt", motion_lora_file(profile, ext=".ckpt"))],

@@ -52,12 +52,13 @@ TEMPLATE_TITLES = {
     "animatediff_prompt_travel": "03 AnimateDiff - prompt travel",
     "animatediff_long_freenoise": "04 AnimateDiff - long animation with FreeNoise",
     "animatediff_img2vid": "05 AnimateDiff - picture to animation (PIA)",
-    "animatediff_lcm_img2vid": "05 AnimateDiff - picture to animation (AnimateLCM-I2V)",
-    "animatediff_sparsectrl_keyframes": "06 AnimateDiff - keyframes to animation (SparseCtrl)",
-    "animatediff_train_motion_lora": "07 AnimateDiff - train a MotionLoRA",
-    "dreampose_pose_to_video": "08 DreamPose - photo and poses to video",
-    "dreampose_video_to_video": "09 DreamPose - video to video",
-    "dreampose_finetune_then_animate": "10 DreamPose - finetune on a subject, then animate",
+    "animatediff_lcm_img2vid": "06 AnimateDiff - picture to animation (AnimateLCM-I2V)",
+    "animatediff_sparsectrl_keyframes": "07 AnimateDiff - keyframes to animation (SparseCtrl)",
+    "animatediff_cameractrl": "08 AnimateDiff - camera moves (CameraCtrl)",
+    "animatediff_train_motion_lora": "09 AnimateDiff - train a MotionLoRA",
+    "dreampose_pose_to_video": "10 DreamPose - photo and poses to video",
+    "dreampose_video_to_video": "11 DreamPose - video to video",
+    "dreampose_finetune_then_animate": "12 DreamPose - finetune on a subject, then animate",
 }
 
 
