@@ -38,7 +38,9 @@ def test_picture_and_pose_are_cropped_together():
         out_picture, out_pose, box = augment.crop_pair(picture, grid.clone(), augment.CropPolicy(1.0, 0.2), g)
         assert box is not None
         cropped += 1
-        torch.testing.assert_close(out_picture[:, :2], out_pose, rtol=0, atol=0)
+        # Same box and resize for both; torch's resampling kernels may vectorise 4- and 2-channel tensors differently
+        # (seen with one thread), so the values agree to float rounding, while a box one pixel off differs by 1/80.
+        torch.testing.assert_close(out_picture[:, :2], out_pose, rtol=0, atol=1e-6)
         assert out_picture.shape == picture.shape and out_pose.shape == grid.shape
         top, left, bh, bw = box
         # the resized crop still spans the box it came from
