@@ -45,6 +45,23 @@ FRONTEND_ONLY = ("video-preview", "upload pose archive (.zip)")
 VALIDATION_TOASTS = ("Invalid workflow", "Workflow Validation", "Links Fixed")
 
 
+# Records every name the frontend's job progress panel (QueueOverlayActive: "Current node: <name>") shows during a
+# run; the panel is in the DOM while a job runs, whether or not the pointer hovers it.
+WATCH_PROGRESS_PANEL = """() => {
+  const seen = [];
+  const timer = setInterval(() => {
+    for (const el of document.querySelectorAll("span")) {
+      if (el.textContent.trim() !== "Current node:") continue;
+      const name = el.nextElementSibling?.textContent?.trim();
+      if (name && name !== "\u2014" && !seen.includes(name)) seen.push(name);
+    }
+  }, 40);
+  window.__apPanel = {stop: () => { clearInterval(timer); return seen; }};
+}"""
+# Pack nodes that run long enough on the CPU-sized workflows for the panel to show them.
+LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
+
+
 def _workflow_params():
     root = workflows_dir()
     files = workflow_files()
@@ -233,12 +250,14 @@ def test_workflow(ui, comfy_server, backend_types, path):
     assert not diffs, f"{name}: widgets do not give the shrunk prompt:\n" + "\n".join(diffs)
     t_load = time.monotonic() - t0
 
+    ui.call(WATCH_PROGRESS_PANEL)
     try:
         result = ui.queue_and_wait(timeout=RUN_TIMEOUT, alive=comfy_server.alive)
     except TimeoutError as e:
         comfy_server.interrupt()  # so the next workflow does not queue behind it
         pytest.fail(f"{name}: {e}\n--- server log tail ---\n{comfy_server.log_text()[-2000:]}")
     event = result["event"]
+    shown_names = ui.call("() => window.__apPanel.stop()")
     # Kept for failed runs too: the canvas then shows the node the frontend marked as failed.
     ui.fit_view()
     shot = ui.screenshot(ARTIFACTS / f"workflow_{safe_name(path.stem)}.png")
@@ -264,6 +283,14 @@ def test_workflow(ui, comfy_server, backend_types, path):
         assert not node_overlaps(geo), f"{name} after the run: " + "\n".join(node_overlaps(geo))
     outputs = comfy_server.output_files(entry)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
+
+    # The job progress panel names the running node by its title, which is the display name for pack nodes.
+    ids = [n for n in shown_names if n.startswith("AnimaPose_")]
+    assert not ids, f"{name}: the progress panel showed node IDs instead of display names: {ids}"
+    display = {k: v["display_name"] for k, v in comfy_server.object_info().items()}
+    for class_type in LONG_RUNNING & {n["class_type"] for n in shrunk.values()}:
+        assert display[class_type] in shown_names, (f"{name}: {class_type} ran for seconds but the progress panel "
+                                                    f"showed only {shown_names}")
 
     log.info("%s (%s): loaded+shrunk in %.1f s, ran in %.1f s, %d outputs, %d info boxes, screenshot %s",
              name, fmt, t_load, result["seconds"], len(outputs), len(texts), shot)

@@ -84,22 +84,17 @@ def _median(values):
     return float(torch.tensor(values).median())
 
 
-UNDERTRAINED = pytest.mark.xfail(
-    reason="the demo models trained within this machine's budget (150 + 100 updates, README) do not yet draw one "
-           "coherent object: measured figures in the README; retrain with more steps to make these hold", strict=False)
-
-
-@UNDERTRAINED
 def test_motion_module_makes_one_coherent_object(measured):
     with_motion = [m for _, m in measured["motion"]]
     assert _median([m["iou"] for m in with_motion]) > DEMO["motion_iou_min"]
     assert _median([m["area_cv"] for m in with_motion]) < DEMO["motion_area_cv_max"]
     assert _median([m["colour_spread"] for m in with_motion]) < DEMO["motion_colour_spread_max"]
+    assert _median([m["jerk"] for m in with_motion]) < DEMO["motion_jerk_max"]
 
 
 def test_without_motion_module_frames_are_independent(measured):
     still = [m for _, m in measured["still"]]
-    assert _median([m["iou"] for m in still]) < DEMO["still_iou_max"]
+    assert _median([m["jerk"] for m in still]) > DEMO["still_jerk_min"]
 
 
 def test_motion_module_makes_frames_more_coherent(measured):
@@ -108,12 +103,23 @@ def test_motion_module_makes_frames_more_coherent(measured):
     assert motion > still + DEMO["motion_iou_gain_min"], (motion, still)
 
 
+def test_long_clip_in_context_windows_keeps_one_object():
+    """48 frames sampled in 16-frame context windows (the long-context workflow's settings) keep one object of the
+    prompt's colour across the windows."""
+    models = dm.load()
+    prompt = DEMO["prompts"][1]
+    m = clip_metrics(dm.sample(models, prompt, 0, frames=DEMO["long_frames"], context_length=dm.FRAMES))
+    assert m["present"] == 1.0 and m["colour"] == prompt.split()[1], m
+    assert m["iou"] > DEMO["long_iou_min"], m
+
+
 def test_prompt_colour_is_honoured(measured):
     hits = [m["colour"] == prompt.split()[1] for prompt, m in measured["motion"]]
     assert sum(hits) / len(hits) >= DEMO["colour_hit_rate_min"]
 
 
-@UNDERTRAINED
+@pytest.mark.xfail(reason="the demo models keep one object but barely move it (README: 'What they draw'); a MotionLoRA "
+                          "trained on rightward clips does not yet move it right", strict=False)
 def test_motion_lora_trained_on_rightward_clips_moves_objects_right():
     """A MotionLoRA trained on clips that all move right (the pack's trainer, on the narrow twins) makes the demo
     object move right more often, and further, than the base module, over the same seeds and a prompt that names no

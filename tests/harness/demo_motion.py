@@ -49,14 +49,18 @@ def load(folder=None) -> DemoModels:
 
 
 def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, motion_model=None, frames: int = FRAMES,
-           steps: int = STEPS) -> torch.Tensor:
-    """(frames, SIZE, SIZE, 3) in [0, 1]."""
+           steps: int = STEPS, context_length: int | None = None) -> torch.Tensor:
+    """(frames, SIZE, SIZE, 3) in [0, 1]. ``context_length``: sample in context windows of that many frames (overlap
+    4, the long-context workflow's settings)."""
     import comfy.sample
 
+    from animapose.motion.context import set_context_windows
     from animapose.motion.inflate import apply_motion_model
 
     with torch.inference_mode():
         model = apply_motion_model(models.model, motion_model or models.motion).model if motion else models.model
+        if context_length:
+            model = set_context_windows(model, context_length, 4, "standard_uniform", 1, False, "pyramid")
         positive, negative = models.encode(prompt), models.encode("")
         latent = torch.zeros(frames, 4, SIZE // 8, SIZE // 8)
         noise = comfy.sample.prepare_noise(latent, seed)
