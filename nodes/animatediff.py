@@ -94,7 +94,7 @@ class LoadMotionLoRA(PackNode):
             display_name=cls.DISPLAY,
             category=MOTION_CATEGORY,
             description=("Adds a motion LoRA (camera moves such as zoom or pan; original AnimateDiff layout) to a motion "
-                         "model, as W += strength * up @ down on its temporal attention. Chain several to mix them."),
+                         "model, as W += strength * (up x down) on its temporal attention. Chain several to mix them."),
             inputs=[
                 MotionModelType.Input("motion_model", tooltip="Motion model from 'Load AnimateDiff Motion Model'."),
                 io.Combo.Input("lora_name", options=_files(MOTION_LORA_FOLDER),
