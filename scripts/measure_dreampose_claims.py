@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Measures the DreamPose paper's claims on the tiny DreamPose trained on synthetic people (README table).
 
-    python scripts/measure_dreampose_claims.py --seeds 0 1 2 3 4 5 [--strip docs/dreampose_synthetic_strip.png]
+    python scripts/measure_dreampose_claims.py --seeds 0 1 2 3 4 5 [--strip docs/demo/dreampose_synthetic_strip.png]
 
-Trains the model into the fixture cache first if needed (``scripts/train_demo_dreampose.py``). Per seed it draws a
-training subject, another subject, a held-out subject, a motion and the noise, and measures (see
-``tests/harness/dreampose_claims.py``): pose IoU with the poses and with a zero pose, clothing colour error with the
-subject's photo, another subject's photo and three photos, IoU at s_p = 1 vs 3, colour error at s_I = 1 vs 3, the
-held-out subject's colour error before and after subject finetuning, and flicker with the 5-frame and the 1-frame
-pose window. Prints one JSON line per seed, then min / mean / max of each figure.
+Widens the model shipped in ``demo_models/`` into the fixture cache first (a checkout without it trains it with
+``scripts/train_demo_dreampose.py``). Per seed it draws a training subject, another subject, a held-out subject, a
+motion and the noise, and measures (see ``tests/harness/dreampose_claims.py``): pose IoU with the poses and with a
+zero pose, clothing colour error with the subject's photo, another subject's photo and three photos, IoU at s_p = 1
+vs 3, colour error at s_I = 1 vs 3, the held-out subject's colour error before and after subject finetuning (2a
+alone, 2a + 2b), and flicker with the 5-frame and the 1-frame pose window. Prints one JSON line per seed, then
+min / mean / max of each figure. Run it with ``OMP_NUM_THREADS=1`` on a shared CPU.
 """
 
 from __future__ import annotations

@@ -24,7 +24,10 @@ update, the paper's batch), 5 epochs, and conditioning dropout 5% pose / 5% imag
 Two options for small CPU runs (off by default): ``--cache-features`` keeps each conditioning frame's CLIP tokens and
 VAE latent (and, without crops, each target's latent and pose window) after their first use, since the frozen CLIP
 and VAE give the same result every time; ``--reference-frames N`` conditions only on the first N frames of each video
-(every frame stays a target), so fewer 640x512 reference pictures need encoding.
+(every frame stays a target), so fewer 640x512 reference pictures need encoding. ``--narrow RATIO`` (the demo's tiny
+model only) trains the narrow twin of a 320-wide one-level UNet whose weights are zero outside its first 320/RATIO
+channels (``animapose/synthetic/tiny_models.py``: the twin computes exactly what the wide UNet computes, at a fraction
+of the cost); the files are written wide.
 Files are written in the official layouts and names, ``unet_epoch_E`` and ``adapter_E`` (E the epoch index, from 0),
 as safetensors by default or as .pth for the official scripts.
 """
@@ -84,6 +87,7 @@ class Stage1Config:
     log_every: int = 10
     cache_features: bool = False
     reference_frames: int | None = None
+    narrow: int | None = None
 
 
 @dataclass
@@ -202,6 +206,8 @@ class _Stage1:
         self.latent_format = model.model.latent_format
         self.unet_config = dict(model.model.model_config.unet_config, in_channels=finetune.DREAMPOSE_IN_CHANNELS)
         self.unet = finetune.trainable_unet(model, self.device, in_channels=finetune.DREAMPOSE_IN_CHANNELS)
+        if config.narrow:
+            self.unet = narrow_twin(self.unet, self.unet_config, config.narrow, self.device)
         if adapter is None:
             # The official init (identity over the CLIP tokens, the rest PyTorch's default), seeded.
             with torch.random.fork_rng(devices=[]):
@@ -291,6 +297,15 @@ class _Stage1:
         parts = [self._references[k] for k in order]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
+    def wide_state(self) -> dict[str, torch.Tensor]:
+        """The trained UNet's weights in the layout of the starting model (widened back from a narrow twin)."""
+        state = {k: v.detach().cpu() for k, v in self.unet.state_dict().items()}
+        if self.config.narrow:
+            from ..synthetic.tiny_models import expand_unet
+
+            state = expand_unet(state, self.config.narrow)
+        return state
+
     @torch.no_grad()
     def probe(self) -> float:
         """The loss on one fixed batch (the first frames, fixed targets, timesteps and noise): comparable before and
@@ -335,16 +350,37 @@ def train_stage1(config: Stage1Config) -> Stage1Result:
                              (time.monotonic() - started) / step)
             last = step >= total or epoch == c.epochs - 1
             if (epoch + 1) % c.save_every == 0 or last:
-                result.files += save_checkpoint(run.unet.state_dict(), run.unet_config, run.adapter, c.output, epoch,
+                result.files += save_checkpoint(run.wide_state(), run.unet_config, run.adapter, c.output, epoch,
                                                 c.file_format)
             if step >= total:
                 break
         result.steps = step
         result.probe = (probe_before, run.probe())
         log.info("loss on the fixed probe batch: %.5f before, %.5f after %d updates", *result.probe, step)
-        result.unet_state = {k: v.detach().cpu() for k, v in run.unet.state_dict().items()}
+        result.unet_state = run.wide_state()
         result.adapter = run.adapter.requires_grad_(False).eval().to("cpu")
     return result
+
+
+def narrow_twin(unet: torch.nn.Module, unet_config: dict, ratio: int, device: torch.device) -> torch.nn.Module:
+    """The trainable narrow twin of ``unet`` (see ``animapose/synthetic/tiny_models.py``)."""
+    from ..synthetic import tiny_models as tm
+
+    layout = tm.unet_config(tm.WIDE, tm.WIDE_HEADS)
+    keys = ("model_channels", "num_heads", "channel_mult", "num_res_blocks", "context_dim", "use_linear_in_transformer")
+    given = {k: list(unet_config.get(k) or []) if isinstance(layout[k], list) else unet_config.get(k) for k in keys}
+    if ratio not in (2, 4, 8) or any(given[k] != layout[k] for k in keys):
+        raise AnimaPoseError("narrow", f"a narrow twin (ratio {ratio}) exists only for the demo's one-level 320-wide "
+                             "UNet with 8 heads, at ratio 2, 4 or 8", "leave --narrow out")
+    try:
+        weights = tm.shrink_unet(unet.state_dict(), ratio)
+    except ValueError as e:
+        raise AnimaPoseError("narrow", f"the starting UNet is not a widened narrow one: {e}",
+                             "leave --narrow out, or start from a checkpoint made by "
+                             "scripts/train_demo_dreampose.py") from e
+    twin = tm.narrow_unet(ratio, None, unet_config["in_channels"])
+    twin.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=True, assign=True)
+    return twin.eval().requires_grad_(True)
 
 
 def save_checkpoint(unet_state: dict, unet_config: dict, adapter, directory: str, epoch: int,
@@ -421,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "grows with the frame count)")
     p.add_argument("--reference-frames", type=int, default=None,
                    help="condition only on the first N frames of each video (default: every frame)")
+    p.add_argument("--narrow", type=int, default=None, metavar="RATIO",
+                   help="train the narrow twin (320/RATIO channels) of the demo's tiny one-level UNet, whose weights "
+                        "are zero outside those channels; the files are written wide")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument("--comfyui", help="ComfyUI folder (default: $ANIMAPOSE_COMFYUI, or the one this pack is in)")
     return p
@@ -437,7 +476,7 @@ def config_from_args(args: argparse.Namespace) -> Stage1Config:
         crop_probability=args.crop_probability, width=args.width, height=args.height, fit=args.fit, seed=args.seed,
         precision=args.precision, gradient_checkpointing=not args.no_gradient_checkpointing,
         save_every=args.save_every, file_format=args.format, log_every=args.log_every,
-        cache_features=args.cache_features, reference_frames=args.reference_frames)
+        cache_features=args.cache_features, reference_frames=args.reference_frames, narrow=args.narrow)
 
 
 def run(argv: list[str] | None = None) -> Stage1Result:

@@ -51,8 +51,12 @@ def _identity_block(sd: dict, prefix: str) -> None:
         _conv(sd, f"{prefix}conv.{k}.", 64, 64)
 
 
-def people_taesd_state_dict(background: tuple[float, float, float] = (0.92, 0.91, 0.89)) -> dict[str, torch.Tensor]:
-    """The TAESD state dict (SD1.x checkpoint names without ``first_stage_model.``), float32."""
+def people_taesd_state_dict(background: tuple[float, float, float] = (0.92, 0.91, 0.89),
+                            latent_gain: float = 1.0) -> dict[str, torch.Tensor]:
+    """The TAESD state dict (SD1.x checkpoint names without ``first_stage_model.``), float32. ``latent_gain``
+    multiplies the latents the diffusion model sees (through ``vae_scale``, outside TAESD's clamp): at 1 the people
+    frames' latents have a standard deviation of about 0.1, a tenth of SD's, which drowns them in the noise at most
+    timesteps; the demo DreamPose trains at 8 (about SD's spread)."""
     sd: dict[str, torch.Tensor] = {}
     # TAESD's encoder sees (v + 1) / 2 for DreamPose's [0, 1] pictures v (see adapter.vae_encode_input)
     y_bg = (torch.tensor(background, dtype=torch.float64) + 1.0) / 2.0
@@ -90,6 +94,6 @@ def people_taesd_state_dict(background: tuple[float, float, float] = (0.92, 0.91
         w[c, 2 * c, 1, 1], w[c, 2 * c + 1, 1, 1] = 1.0, -1.0
         b[c] = y_bg[c]
     out = {k: v.float().contiguous() for k, v in sd.items()}
-    out["vae_scale"] = torch.tensor(LATENT_SCALE)
+    out["vae_scale"] = torch.tensor(LATENT_SCALE / latent_gain)
     out["vae_shift"] = torch.tensor(0.0)
     return out

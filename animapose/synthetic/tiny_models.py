@@ -72,29 +72,34 @@ def narrow_ops(ratio: int):
                            conv_nd=conv_nd)
 
 
-def unet_config(width: int, heads: int) -> dict:
-    """ComfyUI ``UNetModel`` kwargs of the one-level SD1.5-layout UNet at ``width`` base channels."""
-    return {"image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": width, "num_heads": heads,
+def unet_config(width: int, heads: int, in_channels: int = 4) -> dict:
+    """ComfyUI ``UNetModel`` kwargs of the one-level SD1.5-layout UNet at ``width`` base channels (``in_channels``
+    14 for DreamPose: latent, reference latent and the 5-frame pose window)."""
+    return {"image_size": 32, "in_channels": in_channels, "out_channels": 4, "model_channels": width, "num_heads": heads,
             "num_head_channels": -1, "use_spatial_transformer": True, "context_dim": 768, "legacy": False,
             "use_linear_in_transformer": False, "adm_in_channels": None, "use_checkpoint": False,
             "use_temporal_attention": False, "use_temporal_resblock": False, **TINY_UNET}
 
 
-def narrow_unet(ratio: int, seed: int):
-    """The narrow UNet (PyTorch default init, seeded), ComfyUI's own ``UNetModel`` class."""
+def narrow_unet(ratio: int, seed: int | None, in_channels: int = 4, device=None):
+    """The narrow UNet (PyTorch default init, seeded; ``seed`` None on the meta device: shapes only), ComfyUI's own
+    ``UNetModel`` class."""
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
+    config = unet_config(WIDE // ratio, WIDE_HEADS // ratio, in_channels)
+    if seed is None:
+        return UNetModel(**config, dtype=torch.float32, device="meta", operations=narrow_ops(ratio))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return UNetModel(**unet_config(WIDE // ratio, WIDE_HEADS // ratio), dtype=torch.float32,
-                         operations=narrow_ops(ratio))
+        return UNetModel(**config, dtype=torch.float32, device=device, operations=narrow_ops(ratio))
 
 
-def wide_unet_shapes() -> dict[str, torch.Size]:
+def wide_unet_shapes(in_channels: int = 4) -> dict[str, torch.Size]:
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    m = UNetModel(**unet_config(WIDE, WIDE_HEADS), device="meta", operations=comfy.ops.disable_weight_init)
+    m = UNetModel(**unet_config(WIDE, WIDE_HEADS, in_channels), device="meta",
+                  operations=comfy.ops.disable_weight_init)
     return {k: v.shape for k, v in m.state_dict().items()}
 
 
@@ -146,16 +151,38 @@ def _widen(sd: dict[str, torch.Tensor], shapes: dict[str, torch.Size], ratio: in
     for key, shape in shapes.items():
         small = sd[key]
         big = torch.zeros(shape, dtype=torch.float32)
-        index = tuple(_index_map(key, d, small.shape[d], shape[d], ratio)
-                      .view(*[-1 if e == d else 1 for e in range(small.dim())]) for d in range(small.dim()))
-        big[index] = small.float()
+        big[_indices(key, small.shape, shape, ratio)] = small.float()
         out[key] = big
     return out
 
 
+def _indices(key: str, small: torch.Size, big: torch.Size, ratio: int) -> tuple:
+    return tuple(_index_map(key, d, small[d], big[d], ratio).view(*[-1 if e == d else 1 for e in range(len(small))])
+                 for d in range(len(small)))
+
+
 def expand_unet(sd: dict[str, torch.Tensor], ratio: int) -> dict[str, torch.Tensor]:
-    """The 320-wide ``diffusion_model`` state dict that computes what the narrow UNet ``sd`` computes."""
-    return _widen(sd, wide_unet_shapes(), ratio)
+    """The 320-wide ``diffusion_model`` state dict that computes what the narrow UNet ``sd`` computes (4 input
+    channels, or DreamPose's 14)."""
+    return _widen(sd, wide_unet_shapes(sd["input_blocks.0.0.weight"].shape[1]), ratio)
+
+
+def shrink_unet(sd: dict[str, torch.Tensor], ratio: int) -> dict[str, torch.Tensor]:
+    """The inverse of ``expand_unet``: the narrow twin of a 320-wide UNet whose weights are zero outside the narrow
+    model's places (as ``expand_unet`` writes them). Raises ``ValueError`` for any other UNet, whose narrow twin
+    would compute something else."""
+    narrow = narrow_unet(ratio, None, sd["input_blocks.0.0.weight"].shape[1]).state_dict()
+    out = {}
+    for key, meta in narrow.items():
+        if key not in sd:
+            raise ValueError(f"not the one-level SD1.x layout: no '{key}'")
+        out[key] = sd[key][_indices(key, meta.shape, sd[key].shape, ratio)].float().contiguous()
+    if any(key not in narrow for key in sd):
+        raise ValueError("not the one-level SD1.x layout: extra weights")
+    for key, wide in expand_unet(out, ratio).items():
+        if not torch.equal(wide, sd[key].float()):
+            raise ValueError(f"'{key}' has non-zero weights outside the first {WIDE // ratio} channels")
+    return out
 
 
 def expand_motion(sd: dict[str, torch.Tensor], ratio: int) -> dict[str, torch.Tensor]:

@@ -130,3 +130,36 @@ def test_reference_frames_limits_the_conditioning_frames(tmp_path):
         _args(tmp_path, "--base", str(sd15_checkpoint("tiny", "taesd")), "--reference-frames", "0")))
     with pytest.raises(AnimaPoseError, match="at least 1"):
         training.train_stage1(bad)
+
+
+def test_narrow_twin_computes_what_the_wide_unet_computes():
+    """``--narrow``: the 40-channel twin of a widened 14-channel UNet gives the wide UNet's outputs, and its trained
+    weights widen back; a UNet with weights outside the twin's channels is refused."""
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    from animapose.synthetic import tiny_models as tm
+
+    narrow = tm.narrow_unet(8, seed=5, in_channels=14).eval()
+    wide_sd = tm.expand_unet(narrow.state_dict(), 8)
+    config = tm.unet_config(tm.WIDE, tm.WIDE_HEADS, 14)
+    wide = UNetModel(**config, operations=comfy.ops.disable_weight_init).eval()
+    wide.load_state_dict(wide_sd)
+    twin = training.narrow_twin(wide, config, 8, torch.device("cpu"))
+    assert all(p.requires_grad for p in twin.parameters())
+    g = torch.Generator().manual_seed(0)
+    x, context = torch.randn(2, 14, 10, 8, generator=g), torch.randn(2, 50, 768, generator=g)
+    t = torch.tensor([10.0, 900.0])
+    with torch.no_grad():
+        expected = wide(x, timesteps=t, context=context, transformer_options={})
+        got = twin(x, timesteps=t, context=context, transformer_options={})
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert expected.abs().mean() > 0.1
+    for key, value in tm.expand_unet(tm.shrink_unet(wide_sd, 8), 8).items():
+        assert torch.equal(value, wide_sd[key]), key
+    wide_sd["input_blocks.0.0.weight"][100] = 1.0  # a live channel the twin does not have
+    wide.load_state_dict(wide_sd)
+    with pytest.raises(AnimaPoseError, match="not a widened narrow one"):
+        training.narrow_twin(wide, config, 8, torch.device("cpu"))
+    with pytest.raises(AnimaPoseError, match="narrow"):
+        training.narrow_twin(wide, dict(config, channel_mult=[1, 2]), 8, torch.device("cpu"))

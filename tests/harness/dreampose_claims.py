@@ -20,7 +20,7 @@ from animapose.synthetic import people_metrics as pm
 
 HW = (80, 64)
 FRAMES = 4
-STEPS = 4
+STEPS = 8
 IMAGE_CFG = 3.0  # s_I
 POSE_CFG = 3.0  # s_p
 FINETUNE_STEPS = 20
@@ -43,7 +43,12 @@ class TrainedDreamPose:
         self.vae = read_vae(str(self.folder / "vae_1499.pth"))
         self.clip = load_clip_b32(str(self.folder / "clip-vit-base-patch32"), "clip")
         self._features: dict = {}
-        self.tag = "people-v1"  # the features depend only on the fixed CLIP fixture and the hand-set VAE
+        # the features depend only on the frozen CLIP fixture and the hand-set VAE (its latent gain included)
+        import hashlib
+
+        digest = hashlib.sha256((self.folder / "vae_1499.pth").read_bytes())
+        digest.update((self.folder / "clip-vit-base-patch32" / "model.safetensors").read_bytes())
+        self.tag = "people-" + digest.hexdigest()[:12]
 
     def features(self, key, pictures: torch.Tensor):
         """CLIP tokens and VAE latents of 640x512-fitted pictures, cached per picture (in memory and in the fixture
@@ -184,6 +189,8 @@ def measure(dp: TrainedDreamPose, seed: int, finetune: bool = True) -> dict[str,
         r["unseen_colour_err"] = colour_error(dp, dp.generate(cond, drive_u.uv, seed=noise), drive_u)
         model, adapter, vae = dp.finetune(photo.image, photo.uv, seed=seed)
         cond_ft = dp.conditioning(("unseen", seed), photo.image[None], adapter=adapter)
+        r["unseen_colour_err_finetuned_unet"] = colour_error(
+            dp, dp.generate(cond_ft, drive_u.uv, seed=noise, model=model), drive_u)
         r["unseen_colour_err_finetuned"] = colour_error(
             dp, dp.generate(cond_ft, drive_u.uv, seed=noise, model=model, vae=vae), drive_u)
     return r

@@ -8,9 +8,9 @@ of the demo and the server tier) is the demo checkpoint and motion module the pa
 check reports that these files are not the releases.
 
 ``dreampose="trained"`` (the demo) links the tiny DreamPose trained on synthetic people
-(``scripts/train_demo_dreampose.py``, trained into the fixture cache on first use), a held-out synthetic subject's
-photo and UV map, and a synthetic walk as the driving poses, so the DreamPose workflows draw a figure that follows
-the poses; ``"random"`` (the test tiers) links random-weight files in the official layouts.
+(``scripts/train_demo_dreampose.py``; shipped narrow in ``demo_models/``, widened into the fixture cache), a held-out
+synthetic subject's photo and UV map, and a synthetic walk as the driving poses, so the DreamPose workflows draw a
+figure that follows the poses; ``"random"`` (the test tiers) links random-weight files in the official layouts.
 """
 
 from __future__ import annotations
