@@ -80,6 +80,7 @@ class ComfyServer:
     port: int = field(default_factory=free_port)
     python: str = sys.executable
     extra_args: tuple[str, ...] = ()
+    threads: int | None = None  # torch/OpenMP threads of the server process (None: torch's default)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -93,6 +94,8 @@ class ComfyServer:
                "--disable-auto-launch", "--base-directory", str(self.base),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.threads:
+            env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
