@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -30,21 +29,15 @@ def pytest_configure(config):
     logging.getLogger("PIL").setLevel(logging.WARNING)
 
 
-# The test server computes tiny graphs while the test process (and, in the browser tier, Chromium) also runs: with
-# a second torch thread its OpenMP workers wait on each other whenever the other core is busy (measured: the browser
-# tier's workflow runs took 2.9x as long as with one thread). Override with ANIMAPOSE_SERVER_THREADS.
-SERVER_THREADS = int(os.environ.get("ANIMAPOSE_SERVER_THREADS", "1"))
-
-
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     """One real ComfyUI server per test session, with the pack and the demo models, shared by the server and
     browser tiers. A pack that fails to import fails here: ComfyUI itself only logs it."""
     from tests.harness.models import TEST_PROFILE, demo_files
-    from tests.harness.server import ComfyServer, prepare_base_dir
+    from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
 
     base = prepare_base_dir(tmp_path_factory.mktemp("comfy-base"), demo_files(TEST_PROFILE))
-    server = ComfyServer(base, threads=SERVER_THREADS).start()
+    server = ComfyServer(base, threads=TEST_SERVER_THREADS).start()
     try:
         err = server.pack_import_error()
         if err:

@@ -1,6 +1,7 @@
 """The pack in the real ComfyUI frontend: its JS loads once and cleanly, its node shows the info box, and every
-shipped workflow loads with the frontend's own loaders, converts with ``app.graphToPrompt`` and runs when queued
-the way the Run button queues it."""
+shipped workflow loads with the frontend's own loaders and converts with ``app.graphToPrompt`` to exactly its API
+file; every template runs when queued the way the Run button queues it, with the job progress panel naming the
+pack's nodes by their display names."""
 
 from __future__ import annotations
 
@@ -60,6 +61,15 @@ WATCH_PROGRESS_PANEL = """() => {
 }"""
 # Pack nodes that run long enough on the CPU-sized workflows for the panel to show them.
 LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
+
+
+def api_twin(path):
+    """workflows/api/<stem>.json of a template workflows/<title>.json, if the template is a shipped one."""
+    from tests.harness.workflows import API_WORKFLOWS, TEMPLATE_TITLES
+
+    stems = {title: stem for stem, title in TEMPLATE_TITLES.items()}
+    twin = API_WORKFLOWS / f"{stems.get(path.stem, path.stem)}.json"
+    return twin if twin.is_file() and twin != path else None
 
 
 def _workflow_params():
@@ -240,6 +250,10 @@ def test_workflow(ui, comfy_server, backend_types, path):
     if fmt == "ui":
         toasts = validation_toasts(ui)
         assert not toasts, f"{name}: the frontend flagged the workflow on load: {toasts}"
+        twin = api_twin(path)
+        if twin is not None:  # the template is its API file's graph, laid out (scripts/export_ui_workflows.py)
+            diffs = prompt_diff(prompt, json.loads(twin.read_text()), ignore=FRONTEND_ONLY)
+            assert not diffs, f"{name}: the template's graph differs from {twin.name}:\n" + "\n".join(diffs)
 
     # CPU sizing, written back through the widgets so the frontend itself produces the shrunk prompt.
     shrunk = shrink_api_prompt(prompt)
@@ -249,6 +263,14 @@ def test_workflow(ui, comfy_server, backend_types, path):
     diffs = prompt_diff(ui.graph_to_prompt(), shrunk, ignore=FRONTEND_ONLY)
     assert not diffs, f"{name}: widgets do not give the shrunk prompt:\n" + "\n".join(diffs)
     t_load = time.monotonic() - t0
+    if fmt == "api":
+        # The API file's graph is the UI template's (scripts/export_ui_workflows.py builds one from the other), which
+        # runs below from its own load, and the server tier queues this very prompt: the frontend's part for an API
+        # file is the exact load and conversion checked above, so it is not sampled a third time.
+        log.info("%s (api): loaded+shrunk in %.1f s", name, t_load)
+        errors = ui.pack_errors(*mark)
+        assert not errors, f"{name}: errors naming the pack:\n" + "\n".join(errors)
+        return
 
     ui.call(WATCH_PROGRESS_PANEL)
     try:

@@ -74,6 +74,13 @@ class ExecutionFailed(RuntimeError):
         self.details = details
 
 
+# Test servers compute tiny graphs while the test process (and, in the browser tier, Chromium) also runs: with a
+# second torch thread, their OpenMP workers wait on each other whenever the other core is busy (measured on 2 cores:
+# the server tier's workflow runs took 149 s with one thread, 507 s with two). Every test server uses the same count,
+# so that byte-for-byte comparisons between servers hold. Override with ANIMAPOSE_SERVER_THREADS.
+TEST_SERVER_THREADS = int(os.environ.get("ANIMAPOSE_SERVER_THREADS", "1"))
+
+
 @dataclass
 class ComfyServer:
     base: Path

@@ -22,7 +22,7 @@ from PIL import Image
 from tests.fixtures.dreampose import uv_sequence_folder
 from tests.fixtures.motion import motion_module_file
 from tests.harness.models import TEST_PROFILE, demo_files
-from tests.harness.server import ComfyServer, ExecutionFailed, prepare_base_dir
+from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, ExecutionFailed, prepare_base_dir
 from tests.harness.workflows import api_workflow, shrink_api_prompt
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def frames_digest(server, entry) -> str:
 def fresh_digests(tmp_path_factory):
     """Canary frames of a server that never saw a bad input: {(canary, seed): digest}."""
     base = prepare_base_dir(tmp_path_factory.mktemp("fresh-base"), canary_files())
-    server = ComfyServer(base).start()
+    server = ComfyServer(base, threads=TEST_SERVER_THREADS).start()
     try:
         return {(name, seed): frames_digest(server, server.run(build(seed), timeout=600))
                 for name, build in CANARIES.items() for seed in SEEDS}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.harness.env import PACK_DIR_NAME
-from tests.harness.server import ComfyServer, prepare_base_dir
+from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
 
 
 def test_broken_pack_is_detected(tmp_path):
@@ -12,7 +12,7 @@ def test_broken_pack_is_detected(tmp_path):
     link.unlink()
     link.mkdir()
     (link / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
-    server = ComfyServer(base).start()
+    server = ComfyServer(base, threads=TEST_SERVER_THREADS).start()
     try:
         assert server.pack_import_error() is not None
         assert not any("animapose" in d.get("python_module", "") for d in server.object_info().values())
