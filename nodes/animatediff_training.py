@@ -111,6 +111,8 @@ class TrainMotionModule(PackNode):
                      LossMapType.Output(display_name="loss_map", tooltip="Loss of every step, for ComfyUI's 'Plot "
                                                                          "Loss Graph'.")],
             hidden=[io.Hidden.unique_id],
+            # it writes the trained file (save_name) and shows the loss, so a graph that only trains and saves runs
+            is_output_node=True,
         )
 
     @classmethod
