@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnimaPoseError
+from .image_encoder import AdapterResBlock
 from .module import SingleAttentionBlock
 
 ENCODER_PREFIX = "encoder_"
@@ -149,27 +150,6 @@ def _encoder_info(encoder: dict[str, torch.Tensor], merges: dict[str, tuple[torc
 
 # -- the encoder ------------------------------------------------------------------------------------------------
 
-class _ResBlock(nn.Module):
-    """CameraCtrl's ``ResnetBlock`` (skip without a conv, ``sk=True``): optional 2x average pool, ``in_conv``
-    when the width changes, then ``x + block2(relu(block1(x)))``."""
-
-    def __init__(self, c_in: int, c_out: int, down: bool, kernel: int, operations=nn, dtype=None, device=None):
-        super().__init__()
-        self.down = down
-        pad = kernel // 2
-        self.in_conv = (operations.Conv2d(c_in, c_out, kernel, 1, pad, dtype=dtype, device=device)
-                        if c_in != c_out else None)
-        self.block1 = operations.Conv2d(c_out, c_out, 3, 1, 1, dtype=dtype, device=device)
-        self.block2 = operations.Conv2d(c_out, c_out, kernel, 1, pad, dtype=dtype, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.down:
-            x = F.avg_pool2d(x, 2, 2)
-        if self.in_conv is not None:
-            x = self.in_conv(x)
-        return x + self.block2(F.relu(self.block1(x)))
-
-
 class CameraPoseEncoder(nn.Module):
     """Plücker embeddings ``(frames, 6, H, W)`` -> one feature ``(frames, C_level, H / (d 2^level), W / (...))`` per
     level (``d`` the pixel-unshuffle factor); the frames of one call form one clip for the temporal attention."""
@@ -187,7 +167,7 @@ class CameraPoseEncoder(nn.Module):
             convs, attns = nn.ModuleList(), nn.ModuleList()
             for j in range(info.layers_per_level):
                 c_in = (ch[i - 1] if i else ch[0]) if j == 0 else c
-                convs.append(_ResBlock(c_in, c, j == 0 and i > 0, info.kernel, operations, dtype, device))
+                convs.append(AdapterResBlock(c_in, c, j == 0 and i > 0, info.kernel, operations, dtype, device))
                 attns.append(SingleAttentionBlock(c, ENCODER_HEADS, 4 * c, info.position_length, True, operations,
                                                   dtype, device))
             self.encoder_down_conv_blocks.append(convs)

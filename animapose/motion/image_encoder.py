@@ -96,11 +96,17 @@ def _expected_shapes(channels: tuple[int, ...], per_level: int, kernel: int) -> 
     return shapes
 
 
-class _Block(nn.Module):
-    def __init__(self, c_in: int, c_out: int, down: bool, kernel: int, operations=nn, dtype=None, device=None):
+class AdapterResBlock(nn.Module):
+    """T2I-Adapter's ``ResnetBlock`` with a plain skip (``sk=True``), as AnimateLCM-I2V's and CameraCtrl's encoders
+    use it: optional 2x average pool, ``in_conv`` when the width changes, then ``x + block2(relu(block1(x)))``.
+    ``pad_odd``: odd sizes are padded by repeating the last row/column before the pool, so the halving matches the
+    UNet's ceil(h/2) (AnimateLCM-I2V's latents; CameraCtrl's sizes are always even)."""
+
+    def __init__(self, c_in: int, c_out: int, down: bool, kernel: int, operations=nn, dtype=None, device=None,
+                 pad_odd: bool = False):
         super().__init__()
         pad = kernel // 2
-        self.down = down
+        self.down, self.pad_odd = down, pad_odd
         self.in_conv = (operations.Conv2d(c_in, c_out, kernel, 1, pad, dtype=dtype, device=device)
                         if c_in != c_out else None)
         self.block1 = operations.Conv2d(c_out, c_out, 3, 1, 1, dtype=dtype, device=device)
@@ -108,8 +114,8 @@ class _Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.down:
-            # odd sizes are padded by repeating the last row/column, so the halving matches the UNet's ceil(h/2)
-            x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
+            if self.pad_odd:
+                x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
             x = F.avg_pool2d(x, 2, 2)
         if self.in_conv is not None:
             x = self.in_conv(x)
@@ -123,8 +129,8 @@ class ImageEncoder(nn.Module):
         c = spec.channels
         self.conv_in = operations.Conv2d(LATENT_CHANNELS, c[0], 3, 1, 1, dtype=dtype, device=device)
         self.body = nn.ModuleList(
-            _Block(c[level - 1] if level > 0 and j == 0 else c[level], c[level], level > 0 and j == 0, spec.kernel,
-                   operations, dtype, device)
+            AdapterResBlock(c[level - 1] if level > 0 and j == 0 else c[level], c[level], level > 0 and j == 0,
+                            spec.kernel, operations, dtype, device, pad_odd=True)
             for level in range(len(c)) for j in range(spec.blocks_per_level))
 
     def forward(self, latent: torch.Tensor, frames: int, motion_scale: float) -> list[torch.Tensor]:

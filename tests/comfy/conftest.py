@@ -34,3 +34,16 @@ def animated(tiny, tiny_motion):
     from animapose.motion.inflate import apply_motion_model
 
     return apply_motion_model(tiny[0], tiny_motion).model
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    """The SD1.5-block-layout fixture (320 channels, TAESD) without CLIP or VAE; per module, because some tests pad
+    its shared conv_in weights through the patcher and check the model afterwards."""
+    import comfy.sd
+
+    from tests.fixtures.sd15 import sd15_checkpoint
+
+    model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("small", "taesd")), output_vae=False,
+                                                      output_clip=False)
+    return model

@@ -22,19 +22,12 @@ from tests.comfy.reference import rel_err, set_original_scope
 from tests.comfy.test_inflation_parity import diffusers_eps, diffusers_motion_unet
 from tests.fixtures.cameractrl import cameractrl_file
 from tests.fixtures.motion import motion_module_file
-from tests.fixtures.sd15 import sd15_checkpoint
 from tests.unit import cameractrl_reference as ref
 from tests.unit.test_cameractrl import pose_text
 
 FRAMES = 8
 TOL = 1e-4
 
-
-@pytest.fixture(scope="module")
-def small_model():
-    model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("small", "taesd")), output_vae=False,
-                                                      output_clip=False)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -25,17 +25,10 @@ from animapose.motion.inflate import apply_motion_model, load_motion_model
 from tests.comfy.helpers import call_unet
 from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope
 from tests.fixtures.motion import motion_module_file
-from tests.fixtures.sd15 import sd15_checkpoint
 
 FRAMES = 8
 TOL = 1e-4
 
-
-@pytest.fixture(scope="module")
-def small_model():
-    model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("small", "taesd")), output_vae=False,
-                                                      output_clip=False)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Apply ControlNet node, with the motion model and inside context windows."""
 
 from __future__ import annotations
 
-import comfy.sd
 import pytest
 import torch
 
@@ -16,11 +15,6 @@ from tests.fixtures.sparsectrl import diffusers_config, sparsectrl_file, sparsec
 FRAMES = 8
 TOL = 1e-4
 
-
-@pytest.fixture(scope="module")
-def small_model():
-    model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_path()), output_vae=False, output_clip=False)
-    return model
 
 
 def sd15_path():
