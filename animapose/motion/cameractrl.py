@@ -104,10 +104,9 @@ def _motion_stage(model, ctrl: CameraCtrl):
                              "Model' first and connect that MODEL here", node=APPLY_NODE)
     problems = []
     for stage in reversed(stages):
-        patchers = model.additional_models.get(stage.key) or []
-        if not patchers:
+        if stage.patcher is None:
             continue
-        motion_set = patchers[0].model
+        motion_set = stage.patcher.model
         modules = {path: m for path, m in motion_set.named_modules() if isinstance(m, MotionModule)}
         missing = [p for p in ctrl.info.merges if p not in modules]
         wrong = [f"{p} ({c} vs {modules[p].temporal_transformer.channels})"

@@ -2,7 +2,8 @@
 
 What ``apply_motion_model`` attaches to a *clone* of the incoming MODEL, all under the key ``KEY``:
 - the motion model's own ModelPatcher as an additional model, so ComfyUI loads, offloads and casts it together
-  with the UNet (and motion LoRAs, which are weight patches on it, are applied by ComfyUI's own machinery);
+  with the UNet (and motion LoRAs, which are weight patches on it, are applied by ComfyUI's own machinery); a motion
+  model limited to part of the steps is instead loaded for those steps only (``residency.py``);
 - an injection that inserts the motion modules into the UNet's blocks when the model is patched for sampling
   and removes them when it is unpatched (for formats whose original code normalised ResNets across frames,
   it also wraps those GroupNorms for the same period);
@@ -34,7 +35,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
 from ..numerics import warn_if_not_finite
-from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, lcm_i2v, schedules
+from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, lcm_i2v, residency, schedules
 from .detect import (
     DIFFUSERS_SCOPE,
     MotionModelInfo,
@@ -358,11 +359,12 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     mm = motion.patcher.clone()
     state = _RunState()
     injection = MotionInjection(mm.model, slots, scope.resnet, state, key)
-    m.set_additional_models(key, [mm])
     m.set_injections(key, [comfy.patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
 
     stage = MotionStage(key, motion.name, [mm.model.get_submodule(s.module) for s in slots], as_multival(motion_scale),
-                        as_multival(scale), scope.motion, start_percent, end_percent, list(keyframes or []))
+                        as_multival(scale), scope.motion, start_percent, end_percent, list(keyframes or []), mm)
+    if not stage.lazy:  # ComfyUI loads it with the UNet; a lazy one is loaded for its steps only (residency)
+        m.set_additional_models(key, [mm])
     if previous:
         patches["forward_timestep_embed_patch"] = [
             p for p in patches["forward_timestep_embed_patch"] if not getattr(p[1], "animapose", False)]
@@ -371,6 +373,8 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     def diffusion_model_wrapper(executor, x, *args, **kwargs):
         transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
         frames = frames_per_chunk(x, transformer_options)
+        residency.settle(stages_of(transformer_options.get("patches", {}).get("forward_timestep_embed_patch")),
+                         transformer_options)
         # the ResNet GroupNorms pool over frames only while this motion model is in its step range
         state.frames = frames if stage.begin_call(transformer_options, frames) else None
         try:

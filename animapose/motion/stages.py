@@ -14,6 +14,7 @@ a plain Apply always did, so existing graphs give bitwise-identical results. Pur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -32,6 +33,12 @@ def frames_per_chunk(x: torch.Tensor, transformer_options: dict) -> int:
     if x.shape[0] % chunks:
         raise RuntimeError(f"batch {x.shape[0]} is not a multiple of {chunks} cond chunks")
     return x.shape[0] // chunks
+
+
+def sigma_of(transformer_options: dict) -> float | None:
+    """The sigma of a UNet call (ComfyUI puts the batch's sigmas in ``transformer_options``), or None."""
+    sigmas = transformer_options.get("sigmas")
+    return float(sigmas.flatten()[0]) if isinstance(sigmas, torch.Tensor) else None
 
 
 def check_range(start_percent: float, end_percent: float, keyframes: list[MotionKeyframe] | None) -> None:
@@ -58,6 +65,7 @@ class MotionStage:
     start_percent: float = 0.0
     end_percent: float = 1.0
     keyframes: list[MotionKeyframe] = field(default_factory=list)
+    patcher: Any = None  # the ModelPatcher of the motion modules (loaded by ComfyUI, or by residency when lazy)
     # set per sampling / per UNet call
     resolved: ResolvedControls | None = None
     sigma_start: float = float("inf")
@@ -70,6 +78,15 @@ class MotionStage:
         """Default controls: the module is called as it always was (no sigma or frame bookkeeping at all)."""
         return (self.effect.constant and self.scale.constant and self.scale.value == 1.0 and not self.keyframes
                 and self.start_percent <= 0.0 and self.end_percent >= 1.0)
+
+    @property
+    def lazy(self) -> bool:
+        """Limited to part of the steps: loaded onto the device only for them (``residency``)."""
+        return self.start_percent > 0.0 or self.end_percent < 1.0
+
+    def in_range(self, sigma: float | None) -> bool:
+        """Whether a UNet call at ``sigma`` lies in the stage's steps (calls without a sigma count as inside)."""
+        return self.simple or sigma is None or self.sigma_end <= sigma <= self.sigma_start
 
     def summary(self) -> str:
         text = f"effect {self.effect.describe()}, scale {self.scale.describe()}"
@@ -98,9 +115,8 @@ class MotionStage:
         """At the start of a UNet call: note what applies to it; returns whether the stage is active."""
         if self.simple:
             return True
-        sigmas = transformer_options.get("sigmas")
-        sigma = float(sigmas.flatten()[0]) if isinstance(sigmas, torch.Tensor) else None
-        active = sigma is None or self.sigma_end <= sigma <= self.sigma_start
+        sigma = sigma_of(transformer_options)
+        active = self.in_range(sigma)
         effect, scale = self.effect, self.scale
         if sigma is not None:
             for k, ks in zip(self.keyframes, self.keyframe_sigmas):

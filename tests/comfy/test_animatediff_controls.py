@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from animapose.errors import AnimaPoseError
-from animapose.motion import freeinit, freenoise, schedules
+from animapose.motion import freeinit, freenoise, residency, schedules
 from animapose.motion.context import set_context_windows
 from animapose.motion.inflate import FrameGroupNorm, apply_motion_model, load_motion_model
 from animapose.motion.module import MotionModule
 from animapose.motion.multival import MotionKeyframe, Multival
 from animapose.motion.prompt_travel import encode_schedule, parse_schedule
+from animapose.motion.stages import stages_of
 from tests.comfy.helpers import run
 from tests.fixtures.motion import motion_module_file
 
@@ -109,6 +110,79 @@ def test_chained_motion_models_hand_over_by_percent(tiny, tiny_motion, v3_motion
     assert _no_motion_left(model) and not model.injections
     assert all(not both.get_attachment(k).inserted for k in ("animapose", "animapose.2"))
     assert not torch.equal(out, run(apply_motion_model(model, tiny_motion).model, pos, neg, steps=4, seed=2))
+
+
+def _recording_residency(model):
+    """A clone of ``model`` whose UNet calls record, after each call, its sigma and which stages' motion models are
+    loaded (ComfyUI's current_loaded_models)."""
+    stages = stages_of(model.model_options["transformer_options"]["patches"]["forward_timestep_embed_patch"])
+    seen = []
+
+    def wrapper(apply_model, args):
+        out = apply_model(args["input"], args["timestep"], **args["c"])
+        seen.append({s.name: residency.is_resident(s.patcher) for s in stages})
+        return out
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(wrapper)
+    return m, seen
+
+
+def test_chained_motion_models_are_on_the_device_only_for_their_steps(tiny, tiny_motion, v3_motion):
+    """A motion model limited to part of the steps is not loaded with the UNet: it is loaded when its steps begin and
+    unloaded when they end, so a hand-over never holds both. Either application order gives the same result."""
+    import comfy.model_management
+
+    model, _, _, pos, neg = tiny
+    comfy.model_management.unload_all_models()
+    v2, v3 = tiny_motion.name, v3_motion.name
+    both = apply_motion_model(apply_motion_model(model, tiny_motion, end_percent=0.5).model, v3_motion,
+                              start_percent=0.5).model
+    assert not both.get_additional_models(), "a motion model limited to some steps must not load with the UNet"
+    recorded, seen = _recording_residency(both)
+    first = run(recorded, pos, neg, steps=4, seed=2)
+    early, late = {v2: True, v3: False}, {v2: False, v3: True}
+    assert seen == [early, early, late, late]
+    seen.clear()
+    assert torch.equal(run(recorded, pos, neg, steps=4, seed=2), first)  # v3, loaded at the end, is unloaded first
+    assert seen == [early, early, late, late]
+
+    reverse = apply_motion_model(apply_motion_model(model, v3_motion, start_percent=0.5).model, tiny_motion,
+                                 end_percent=0.5).model
+    recorded, seen = _recording_residency(reverse)
+    assert torch.equal(run(recorded, pos, neg, steps=4, seed=2), first)
+    assert seen == [early, early, late, late]
+    comfy.model_management.unload_all_models()
+    assert _no_motion_left(model)
+
+
+def test_a_motion_lora_applies_when_its_model_is_loaded_for_its_steps(tiny, tiny_motion):
+    """Loading for its steps goes through ComfyUI's model loading, so the LoRA's weight patches apply: a LoRA'd
+    motion model limited to some steps samples what a motion model with the LoRA merged into its weights samples
+    with the same limit, and the loaded motion model itself is left unpatched."""
+    from animapose.checkpoints import load_state_dict
+    from animapose.motion.inflate import add_motion_lora
+    from animapose.motion.lora import parse_motion_lora
+    from tests.fixtures.motion import motion_lora_file, motion_module_file
+
+    model, _, _, pos, neg = tiny
+    path = str(motion_lora_file("tiny"))
+    lora = add_motion_lora(tiny_motion, path, "zoom", 1.0)
+    merged = load_motion_model(str(motion_module_file("v2", "original", "tiny", ext=".ckpt")), "merged")
+    weights = merged.patcher.model.state_dict()
+    with torch.no_grad():
+        for key, (up, down) in parse_motion_lora(load_state_dict(path, "lora_name", "motion LoRA"), "lora_name").items():
+            weights[key] += (up.float() @ down.float()).reshape(weights[key].shape).to(weights[key].dtype)
+
+    def ranged(motion):
+        m = apply_motion_model(model, motion, 1.0, KEEP, start_percent=0.3).model
+        assert not m.get_additional_models()
+        return run(m, pos, neg, steps=4, seed=8)
+
+    out = ranged(lora)
+    assert torch.allclose(out, ranged(merged), atol=1e-4 * out.abs().max().item(), rtol=0)
+    assert not torch.allclose(out, ranged(tiny_motion), atol=1e-2 * out.abs().max().item(), rtol=0)
+    assert not tiny_motion.patcher.patches
 
 
 def test_two_motion_models_at_once(tiny, tiny_motion, v3_motion):
