@@ -37,6 +37,7 @@ from scripts import bench_dreampose as bd  # noqa: E402
 
 log = bc.log
 SECTIONS = ["animatediff", "dreampose", "compile"]
+COMPILE_MODELS = ["animatediff", "animatediff-sdpa", "dreampose"]
 
 
 def errors(x, ref) -> dict:
@@ -104,7 +105,8 @@ def animatediff_one(profile: str, args) -> dict:
     log.info("animatediff [%s]: building (%s)", profile, job.describe())
     fp32 = pack_animatediff(profile, "fp32")
     runs = {"pack fp32": ba.comfy_runner(fp32, job), "pack bf16": ba.comfy_runner(pack_animatediff(profile, "bf16"), job)}
-    if args.mixed:
+    # at full shapes the two mixed variants' extra copies (with the rest: 19 GB peak without them) exceed 24 GB
+    if args.mixed and (profile == "small" or args.mixed_full):
         runs["pack bf16 weights, fp32 compute (--bf16-unet alone)"] = ba.comfy_runner(
             pack_animatediff(profile, "bf16", "fp32"), job)
         runs["pack fp32 weights, bf16 compute (ModelComputeDtype alone)"] = ba.comfy_runner(
@@ -247,17 +249,25 @@ def compile_case(name: str, eager_run, compiled_run, backend: CountingInductor, 
 def section_compile(args) -> tuple[dict, str]:
     results = {}
     job = ba.Job("small", args.frames, args.size, args.steps, norm="diffusers")
-    eager = pack_animatediff("small", "fp32")
-    backend = CountingInductor()
-    results["AnimateDiff (inflated MODEL)"] = compile_case(
-        "animatediff", ba.comfy_runner(eager, job), ba.comfy_runner(compiled(eager, backend), job), backend, args)
-    dp = bd.Job(args.dp_height, args.dp_width, args.dp_frames, args.steps, 1, "cpu", "fp32", args.tokens, "sdpa")
-    model = bd.load_pack_model(dp)
-    conds, _ = bd.conditioning(dp)
-    backend = CountingInductor()
-    results["DreamPose (MODEL + dual CFG)"] = compile_case(
-        "dreampose", bd.pack_runner(model, dp, conds), bd.pack_runner(compiled(model, backend), dp, conds), backend,
-        args)
+    inflated = pack_animatediff("small", "fp32")
+    # ComfyUI's attention on the CPU without flags (sub-quadratic), and torch SDPA (--use-pytorch-cross-attention,
+    # the README's CPU advice), set on a clone through ComfyUI's per-model attention override
+    for case, attention in (("animatediff", "comfy"), ("animatediff-sdpa", "sdpa")):
+        if case not in args.compile_models:
+            continue
+        eager = bd.with_sdpa(inflated) if attention == "sdpa" else inflated
+        backend = CountingInductor()
+        name = f"AnimateDiff (inflated MODEL), {'SDPA' if attention == 'sdpa' else bd.comfy_attention_name()}"
+        results[name] = compile_case(case, ba.comfy_runner(eager, job), ba.comfy_runner(compiled(eager, backend), job),
+                                     backend, args)
+    if "dreampose" in args.compile_models:
+        dp = bd.Job(args.dp_height, args.dp_width, args.dp_frames, args.steps, 1, "cpu", "fp32", args.tokens, "sdpa")
+        model = bd.load_pack_model(dp)
+        conds, _ = bd.conditioning(dp)
+        backend = CountingInductor()
+        results["DreamPose (MODEL + dual CFG), SDPA"] = compile_case(
+            "dreampose", bd.pack_runner(model, dp, conds), bd.pack_runner(compiled(model, backend), dp, conds),
+            backend, args)
     rows = []
     for name, r in results.items():
         e, c = bc.stats(r["times"]["eager"]["wall"]), bc.stats(r["times"]["compiled"]["wall"])
@@ -292,7 +302,12 @@ def parse_args(argv=None):
     ap.add_argument("--dp-width", type=int, help="DreamPose pixels (default 256; quick 128)")
     ap.add_argument("--diffusers-full", action="store_true", help="also diffusers float32 at full shapes (memory)")
     ap.add_argument("--mixed", action=argparse.BooleanOptionalAction, default=True,
-                    help="AnimateDiff: also bf16 weights computed in float32 and float32 weights computed in bf16")
+                    help="AnimateDiff: also bf16 weights computed in float32 and float32 weights computed in bf16 "
+                         "(small fixture)")
+    ap.add_argument("--mixed-full", action="store_true", help="the mixed variants at full shapes too (memory: more "
+                                                              "than 24 GB)")
+    ap.add_argument("--compile-models", nargs="+", choices=COMPILE_MODELS, default=COMPILE_MODELS,
+                    help="compile section: which models (default all)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     ap.add_argument("--quiet-threshold", type=float)
     ap.add_argument("--quiet-budget", type=float, help="seconds per section of waiting for a quiet machine (default "
