@@ -2,13 +2,14 @@
 """Measures the DreamPose paper's claims on the tiny DreamPose trained on synthetic people (README table).
 
     python scripts/measure_dreampose_claims.py --seeds 0 1 2 3 4 5 [--strip docs/demo/dreampose_synthetic_strip.png]
+        [--no-finetune | --only-finetune]
 
 Widens the model shipped in ``demo_models/`` into the fixture cache first (a checkout without it trains it with
 ``scripts/train_demo_dreampose.py``). Per seed it draws a training subject, another subject, a held-out subject, a
 motion and the noise, and measures (see ``tests/harness/dreampose_claims.py``): pose IoU with the poses and with a
 zero pose, clothing colour error with the subject's photo, another subject's photo and three photos, IoU at s_p = 1
 vs 3, colour error at s_I = 1 vs 3, the held-out subject's colour error before and after subject finetuning (2a
-alone, 2a + 2b), and flicker with the 5-frame and the 1-frame pose window. Prints one JSON line per seed, then
+alone, 2b alone, 2a + 2b; against the round trip and against the real frames), and flicker with the 5-frame and the 1-frame pose window. Prints one JSON line per seed, then
 min / mean / max of each figure. Run it with ``OMP_NUM_THREADS=1`` on a shared CPU.
 """
 
@@ -48,7 +49,9 @@ def frame_strip(dp, path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
-    ap.add_argument("--no-finetune", action="store_true")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--no-finetune", action="store_true", help="leave out the finetuning trial")
+    only.add_argument("--only-finetune", action="store_true", help="run the finetuning trial only")
     ap.add_argument("--strip", type=Path, help="also write the README frame strip here")
     args = ap.parse_args()
     from tests.harness import comfy_env
@@ -64,7 +67,7 @@ def main() -> int:
         frame_strip(dp, args.strip)
     rows = []
     for seed in args.seeds:
-        r = dc.measure(dp, seed, finetune=not args.no_finetune)
+        r = dc.measure(dp, seed, finetune=not args.no_finetune, others=not args.only_finetune)
         rows.append(r)
         print(json.dumps({"seed": seed, **{k: round(v, 4) for k, v in r.items()}}), flush=True)
     print("figure: min / mean / max over seeds")
