@@ -27,9 +27,6 @@ sys.path.insert(0, str(REPO))
 
 from tests.harness import comfy_env  # noqa: E402
 
-LORA_FILE = "tiny_motion_lora_right_narrow.safetensors"
-RECORD_FILE = "motion_lora_right_training.json"
-
 
 def dx_figures(dxs: list[float]) -> dict:
     return {"median_dx": round(statistics.median(dxs), 4), "right": sum(dx > 0.05 for dx in dxs),
@@ -53,6 +50,7 @@ def main(argv=None) -> int:
     comfy_env.bootstrap()
     import torch
 
+    from animapose.synthetic import demo
     from animapose.synthetic.analyse import clip_metrics
     from animapose.training import motion as mt
     from animapose.training.loop import training_mode
@@ -92,14 +90,14 @@ def main(argv=None) -> int:
                               "base_right": sum(dx > 0.05 for dx in base), "lora": dx_figures(dxs)}), flush=True)
         if args.save:
             pairs, seconds = snaps[steps]
-            mt.save_motion_lora(pairs, REPO / "demo_models" / LORA_FILE, dtype=torch.float16)
+            mt.save_motion_lora(pairs, REPO / "demo_models" / demo.LORA_FILE, dtype=torch.float16)
             first, last = losses[:20], losses[-20:]
             record = {"seed": args.seed, "motion": "moving right", "shapes": ["circle", "square"], "clips": clips,
                       "clips_seed": 1000 + args.seed, "steps": steps, "lr": lr, "rank": rank, "min_timestep": low,
                       "batch": 1,
                       "loss_first_last_20": [round(sum(first) / len(first), 4), round(sum(last) / len(last), 4)],
                       "seconds": round(seconds)}
-            (REPO / "demo_models" / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            (REPO / "demo_models" / demo.LORA_META_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

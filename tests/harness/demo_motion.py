@@ -72,7 +72,8 @@ def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, moti
 def direction_run(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60, rank: int = 8,
                   learning_rate: float = 1e-3, seed: int = 0, min_timestep: int = 0):
     """A prepared MotionLoRA run of the pack's motion trainer (``MotionRun``, the node's loss and schedule) on
-    synthetic clips that all move one way, on copies of the narrow twins; ``train_run`` trains it."""
+    synthetic clips that all move one way, on copies of the narrow twins; ``train_run`` trains it. Build and train it
+    under ``training_mode()``."""
     import copy
 
     from animapose.motion.inflate import plan_slots
@@ -99,16 +100,3 @@ def direction_run(models: DemoModels, motion: str = "moving right", clips: int =
     return mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
                         [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
                         contexts, empty.clone(), settings, torch.device("cpu"))
-
-
-def train_direction_lora(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60,
-                         rank: int = 8, learning_rate: float = 1e-3, seed: int = 0):
-    """A MotionLoRA trained by the pack's motion trainer (``MotionRun`` + ``train_run``, the node's loop) on synthetic
-    clips that all move one way, on the narrow twins; returns the motion model with the LoRA added."""
-    from animapose.training import motion as mt
-    from animapose.training.loop import training_mode
-
-    with training_mode():
-        run = direction_run(models, motion, clips, steps, rank, learning_rate, seed)
-        result = mt.train_run(run, "direction MotionLoRA")
-    return mt.motion_model_with_lora(models.motion, result.lora_pairs, f"{motion} LoRA"), result
