@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per update")
     p.add_argument("--uncond-probability", type=float, default=d.uncond_probability,
                    help="share of clips trained on the empty prompt (AnimateDiff: 0.1)")
+    p.add_argument("--min-timestep", type=int, default=d.min_timestep,
+                   help="draw timesteps from [this, 1000) only (the original recipe: 0)")
     p.add_argument("--width", type=int, default=None, help="resize frames to this width (default: as stored)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args) -> MotionTrainSettings:
     return MotionTrainSettings(mode=args.mode, steps=args.steps, learning_rate=args.lr, lora_rank=args.lora_rank,
                                frames=args.frames, stride=args.stride, batch_size=args.batch_size,
-                               uncond_probability=args.uncond_probability, seed=args.seed, precision=args.precision,
+                               uncond_probability=args.uncond_probability, min_timestep=args.min_timestep, seed=args.seed,
+                               precision=args.precision,
                                gradient_checkpointing=not args.no_gradient_checkpointing)
 
 

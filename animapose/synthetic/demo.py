@@ -13,6 +13,8 @@ import torch
 UNET_FILE = "tiny_sd15_unet_narrow.safetensors"
 MOTION_FILE = "tiny_motion_module_narrow.safetensors"
 META_FILE = "training.json"
+LORA_FILE = "tiny_motion_lora_right_narrow.safetensors"  # scripts/train_direction_lora.py --save
+LORA_META_FILE = "motion_lora_right_training.json"
 SCALE_FACTOR = 0.18215  # SD1.x latent scale (ComfyUI's latent_formats.SD15)
 
 
@@ -69,6 +71,19 @@ def write_motion_module(folder, dest, file_format: str = "ckpt") -> Path:
         safetensors.torch.save_file(sd, str(dest), metadata={"format": "pt"})
     else:
         torch.save({"state_dict": sd}, str(dest))
+    return Path(dest)
+
+
+def write_motion_lora(folder, dest) -> Path:
+    """The wide MotionLoRA (original layout, fp16 safetensors) of the narrow one in ``folder``, for the wide motion
+    module ``write_motion_module`` writes."""
+    import safetensors.torch
+
+    from .tiny_models import expand_motion_lora
+
+    narrow = safetensors.torch.load_file(str(Path(folder) / LORA_FILE))
+    sd = {k: v.to(torch.float16).contiguous() for k, v in expand_motion_lora(narrow, meta(folder)["ratio"]).items()}
+    safetensors.torch.save_file(sd, str(dest), metadata={"format": "pt", "animapose": "motion_lora"})
     return Path(dest)
 
 

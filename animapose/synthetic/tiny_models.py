@@ -201,6 +201,15 @@ def expand_motion(sd: dict[str, torch.Tensor], ratio: int) -> dict[str, torch.Te
     return out
 
 
+def expand_motion_lora(sd: dict[str, torch.Tensor], ratio: int) -> dict[str, torch.Tensor]:
+    """The MotionLoRA (original layout) for the wide motion module that adds what the narrow LoRA ``sd`` adds to the
+    narrow one: ``up`` (out, r) and ``down`` (r, in) widened on their channel side with zeros, so ``up @ down`` is
+    the narrow update in the narrow module's places (the attention projections' channels map one to one)."""
+    shapes = {k: torch.Size((WIDE, v.shape[1]) if k.endswith(".up.weight") else (v.shape[0], WIDE))
+              for k, v in sd.items()}
+    return _widen(sd, shapes, ratio)
+
+
 # -- the constructed TAESD ------------------------------------------------------------------------------------------
 
 ENCODE_GAIN = 2.5  # encoder output = gain * (rgb - 0.5): inside the decoder clamp's near-linear range

@@ -185,6 +185,9 @@ def _check(model, vae, clips: Clips, motion, settings: MotionTrainSettings):
                              f"use at most {POSITIONS} frames per clip")
     if settings.lora_rank < 1:
         raise AnimaPoseError("lora_rank", "the rank must be at least 1", "use e.g. 32")
+    if not 0 <= settings.min_timestep < NUM_TIMESTEPS:
+        raise AnimaPoseError("min_timestep", f"{settings.min_timestep} is outside the schedule's 0..{NUM_TIMESTEPS - 1}",
+                             "use 0 (the original recipe) or e.g. 500 to train only the noisier half")
     if getattr(vae, "downscale_ratio", None) is None or not hasattr(vae, "encode"):
         raise AnimaPoseError("vae", "this is not a VAE", "connect the checkpoint's VAE")
     if not clips.videos:
@@ -287,7 +290,8 @@ class MotionRun:
             contexts.append(context.expand(s.frames, -1, -1))
         x0 = torch.cat(x0)
         # One timestep per clip, as train.py draws it per video.
-        t = torch.randint(0, NUM_TIMESTEPS, (s.batch_size,), generator=generator).repeat_interleave(s.frames)
+        t = torch.randint(s.min_timestep, NUM_TIMESTEPS, (s.batch_size,), generator=generator)
+        t = t.repeat_interleave(s.frames)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         a = self.alphas[t.to(self.device)].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -19,6 +19,9 @@ class MotionTrainSettings:
     stride: int = 1
     batch_size: int = 1
     uncond_probability: float = 0.1
+    # Timesteps are drawn uniformly from [min_timestep, 1000) (the original recipe: 0). Raising it trains only the
+    # noisier steps, where a sampled clip's layout and direction are decided.
+    min_timestep: int = 0
     seed: int = 0
     precision: str = "fp32"
     gradient_checkpointing: bool = True

@@ -153,3 +153,26 @@ def test_bad_inputs(tiny, tiny_motion, clips):
     odd = mt.Clips([clips.videos[0][:, :28]], [0], clips.contexts[:1])
     with pytest.raises(AnimaPoseError, match="multiple of 8"):
         mt.train_motion(model, vae, odd, _settings())
+    with pytest.raises(AnimaPoseError, match="min_timestep"):
+        mt.train_motion(model, vae, clips, _settings(min_timestep=1000))
+
+
+def test_min_timestep_draws_only_noisier_steps(tiny, clips):
+    """With ``min_timestep`` every clip is noised at a timestep from [min_timestep, 1000): the UNet sees no other."""
+    model, _, vae, _, _ = tiny
+    seen = []
+
+    def record(_module, _args, kwargs):
+        seen.append(kwargs["timesteps"].clone())
+
+    with torch.inference_mode(), mt.training_mode():
+        for low in (0, 900):
+            run = mt.MotionRun.from_comfy(model, vae, clips, None, _settings(min_timestep=low, batch_size=2),
+                                          torch.device("cpu"))
+            handle = run.unet.register_forward_pre_hook(record, with_kwargs=True)
+            for _ in range(8):
+                run.loss(run.generator)
+            handle.remove()
+    uniform, noisy = torch.cat(seen[:8]), torch.cat(seen[8:])
+    assert float(noisy.min()) >= 900 and float(noisy.max()) < 1000, noisy
+    assert float(uniform.min()) < 900, uniform  # 16 uniform draws all above 900 would be a 1e-16 chance

@@ -69,10 +69,11 @@ def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, moti
         return models.vae.decode(out)[..., :3].float().clamp(0, 1)
 
 
-def train_direction_lora(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60,
-                         rank: int = 8, learning_rate: float = 1e-3, seed: int = 0):
-    """A MotionLoRA trained by the pack's motion trainer (``MotionRun`` + ``train_run``, the node's loop) on synthetic
-    clips that all move one way, on the narrow twins; returns the motion model with the LoRA added."""
+def direction_run(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60, rank: int = 8,
+                  learning_rate: float = 1e-3, seed: int = 0, min_timestep: int = 0):
+    """A prepared MotionLoRA run of the pack's motion trainer (``MotionRun``, the node's loss and schedule) on
+    synthetic clips that all move one way, on copies of the narrow twins; ``train_run`` trains it. Build and train it
+    under ``training_mode()``."""
     import copy
 
     from animapose.motion.inflate import plan_slots
@@ -80,7 +81,6 @@ def train_direction_lora(models: DemoModels, motion: str = "moving right", clips
     from animapose.synthetic.shapes import make_clips
     from animapose.synthetic.tiny_models import encode_frames
     from animapose.training import motion as mt
-    from animapose.training.loop import training_mode
 
     from ..fixtures.demo import DEMO_MODELS
 
@@ -92,13 +92,11 @@ def train_direction_lora(models: DemoModels, motion: str = "moving right", clips
         empty = models.encode("")[0][0].float()
     contexts = [c.clone() for c in contexts]
     settings = mt.MotionTrainSettings(mode="motion_lora", steps=steps, learning_rate=learning_rate, lora_rank=rank,
-                                      frames=FRAMES, seed=seed, gradient_checkpointing=False)
-    with training_mode():
-        unet = copy.deepcopy(models.model.model.diffusion_model)
-        motion_set = copy.deepcopy(models.motion.patcher.model).float()
-        slots = plan_slots(unet, models.motion.info)
-        run = mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
-                           [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
-                           contexts, empty.clone(), settings, torch.device("cpu"))
-        result = mt.train_run(run, "direction MotionLoRA")
-    return mt.motion_model_with_lora(models.motion, result.lora_pairs, f"{motion} LoRA"), result
+                                      frames=FRAMES, seed=seed, gradient_checkpointing=False,
+                                      min_timestep=min_timestep)
+    unet = copy.deepcopy(models.model.model.diffusion_model)
+    motion_set = copy.deepcopy(models.motion.patcher.model).float()
+    slots = plan_slots(unet, models.motion.info)
+    return mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
+                        [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
+                        contexts, empty.clone(), settings, torch.device("cpu"))
