@@ -123,17 +123,21 @@ def test_prompt_colour_is_honoured(measured):
     assert sum(hits) / len(hits) >= DEMO["colour_hit_rate_min"]
 
 
+@pytest.mark.xfail(strict=True, reason="measured on held-out seeds 6-29: the shipped rightward MotionLoRA moves the "
+                                       "object right less often than the base module (4 vs 8 of 24; it mostly damps "
+                                       "the motion); it looked weakly rightward only on seeds 0-5, where it was chosen")
 def test_motion_lora_trained_on_rightward_clips_moves_objects_right():
     """The shipped MotionLoRA (``scripts/train_direction_lora.py``: the pack's trainer on clips that all move right,
     on the narrow twins), loaded through the pack's loader, makes the demo object move right more often, and further,
-    than the base module, over the same seeds and a prompt that names no direction."""
+    than the base module, over the same seeds and a prompt that names no direction. The seeds are held out: none of
+    them took part in choosing the LoRA's training configuration."""
     models = dm.load()
     lora = add_motion_lora(models.motion, str(DEMO_MODELS / LORA_FILE), LORA_FILE, 1.0)
     prompt = DEMO["lora_prompt"]
     base_dx, lora_dx = [], []
-    for seed in range(DEMO["lora_seeds"]):
+    for seed in DEMO["lora_seeds"]:
         base_dx.append(clip_metrics(dm.sample(models, prompt, seed))["displacement"][0])
         lora_dx.append(clip_metrics(dm.sample(models, prompt, seed, motion_model=lora))["displacement"][0])
     rightward = sum(dx > 0.05 for dx in lora_dx), sum(dx > 0.05 for dx in base_dx)
-    assert rightward[0] > rightward[1] and rightward[0] >= DEMO["lora_right_min"], (base_dx, lora_dx)
+    assert rightward[0] > rightward[1], (base_dx, lora_dx)
     assert _median(lora_dx) > _median(base_dx) + DEMO["lora_dx_margin"], (base_dx, lora_dx)
