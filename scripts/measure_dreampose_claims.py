@@ -7,10 +7,12 @@
 Widens the model shipped in ``demo_models/`` into the fixture cache first (a checkout without it trains it with
 ``scripts/train_demo_dreampose.py``). Per seed it draws a training subject, another subject, a held-out subject, a
 motion and the noise, and measures (see ``tests/harness/dreampose_claims.py``): pose IoU with the poses and with a
-zero pose, clothing colour error with the subject's photo, another subject's photo and three photos, IoU at s_p = 1
-vs 3, colour error at s_I = 1 vs 3, the held-out subject's colour error before and after subject finetuning (2a
-alone, 2b alone, 2a + 2b; against the round trip and against the real frames), and flicker with the 5-frame and the 1-frame pose window. Prints one JSON line per seed, then
-min / mean / max of each figure. Run it with ``OMP_NUM_THREADS=1`` on a shared CPU.
+zero pose, clothing colour error with the subject's photo, another subject's photo and three photos' averaged tokens
+(the pack's multi_image="average"), IoU at s_p = 1 vs 3, colour error at s_I = 1 vs 3, the held-out subject's colour
+error before and after subject finetuning (2a on its photo, 2a on three photos, 2b alone, 2a + 2b), and flicker with
+the 5-frame and the 1-frame pose window. Every colour error comes against the real frames' VAE round trip (no suffix)
+and against the real frames (``_real``). Prints one JSON line per seed, then min / mean / max of each figure. Run it
+with ``OMP_NUM_THREADS=1`` on a shared CPU.
 """
 
 from __future__ import annotations
