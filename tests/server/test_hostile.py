@@ -107,24 +107,12 @@ class Canary:
 
     def __init__(self, server, fresh):
         self.server, self.fresh, self.runs = server, fresh, 0
-        self.deferred: dict[str, list[str]] = {}
 
     def check(self, name: str, after: str) -> None:
         seed = SEEDS[self.runs % len(SEEDS)]
         self.runs += 1
-        after = ", ".join([*self.deferred.pop(name, []), after])
         digest = frames_digest(self.server, self.server.run(CANARIES[name](seed), timeout=600))
         assert digest == self.fresh[(name, seed)], f"the {name} canary (seed {seed}) changed after {after}"
-
-    def defer(self, name: str, after: str) -> None:
-        """For a prompt ComfyUI refused at queue time (nothing executed): the change, if any, persists, so the next
-        canary of ``name`` (or ``check_deferred`` at the end) covers it. The DreamPose canary reloads its models after
-        any other prompt (ComfyUI's cache keeps only the last prompt's outputs): about 35 s a run here."""
-        self.deferred.setdefault(name, []).append(after)
-
-    def check_deferred(self) -> None:
-        for name in list(self.deferred):
-            self.check(name, after="the end of the table")
 
 
 @pytest.fixture(scope="module")
@@ -264,17 +252,7 @@ def test_hostile_input(comfy_server, bad_files, canary, display_names, case):
     for part in (display_names[node_class], f"input '{input_name}'", problem, "Fix:"):
         assert part in message, f"{case}: {part!r} missing from: {message}"
     log.info("%s: %s", case, message)
-    if base == DP and message.startswith("POST /prompt -> HTTP 400"):
-        canary.defer(base, after=case)  # refused at queue time
-    else:
-        canary.check(base, after=case)
-
-
-def test_refused_prompts_changed_nothing(comfy_server, canary):
-    """The canaries deferred for prompts refused at queue time, after the whole table (the table's bogus options and
-    folders outside the input folder are refused at queue time, so there are some)."""
-    assert canary.deferred, "no DreamPose prompt of the table was refused at queue time"
-    canary.check_deferred()
+    canary.check(base, after=case)
 
 
 @pytest.mark.parametrize("edit", [_set("3", motion_scale=INF), _set("3", motion_scale=-INF)])
