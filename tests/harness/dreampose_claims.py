@@ -127,14 +127,11 @@ class TrainedDreamPose:
                  unet_lr: float = UNET_LR, decoder_steps: int = DECODER_STEPS, decoder_lr: float = DECODER_LR):
         """Stages 2a (UNet + adapter) and 2b (VAE decoder) on one photo (its own UV map as the pose), at the
         generation size."""
-        from animapose.dreampose.finetune import StageSettings, finetune_unet, finetune_vae_decoder
-        from animapose.dreampose.pipeline import PoseSequence
+        from animapose.dreampose.finetune import StageSettings, finetune_vae_decoder
 
+        model, adapter = self.finetune_unet(np.asarray(photo)[None], np.asarray(uv)[None], seed, steps=unet_steps,
+                                            lr=unet_lr)
         images = torch.from_numpy(np.asarray(photo, dtype=np.float32))[None]
-        poses = PoseSequence(torch.from_numpy(np.asarray(uv, dtype=np.float32))[None], "photo")
-        unet = StageSettings(steps=unet_steps, learning_rate=unet_lr, width=HW[1], height=HW[0], seed=seed,
-                             gradient_checkpointing=False)
-        model, adapter, _ = finetune_unet(self.model, self.adapter, self.clip, self.vae, images, poses, unet)
         decoder = StageSettings(steps=decoder_steps, learning_rate=decoder_lr, width=HW[1], height=HW[0], seed=seed,
                                 gradient_checkpointing=False)
         vae, _ = finetune_vae_decoder(self.vae, images, decoder)

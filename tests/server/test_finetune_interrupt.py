@@ -124,6 +124,26 @@ class Listener(threading.Thread):
             time.sleep(0.1)
 
 
+def interrupt_training(server, prompt: dict, node: str, steps: int, start_timeout: float,
+                       stop_timeout: float) -> Listener:
+    """Queues a training prompt, waits until ``node``'s progress bar moves and it shows the loss (the run is under
+    way), interrupts it and waits for ComfyUI to report the interruption; returns what the frontend saw."""
+    listener = Listener(server)
+    listener.start()
+    try:
+        assert listener.ready.wait(30)
+        prompt_id = server.queue(prompt, client_id=listener.client_id)
+        listener.wait_for(lambda: any(v >= 1 and m == steps for v, m in listener.progress(node))
+                          and any("loss" in t for t in listener.texts(node)), timeout=start_timeout)
+        server.interrupt()
+        with pytest.raises(ExecutionFailed, match="interrupted"):
+            server.wait(prompt_id, timeout=stop_timeout)
+    finally:
+        listener.stopped.set()
+        listener.join(10)
+    return listener
+
+
 def test_photos_and_poses_that_do_not_pair_up(comfy_server):
     with pytest.raises(ExecutionFailed) as err:
         comfy_server.run(_finetune_prompt(POSES_FOLDER, 2), timeout=300)
@@ -150,20 +170,7 @@ def test_loss_map_feeds_comfys_loss_graph(comfy_server):
 
 def test_interrupt_mid_run_leaves_the_server_and_the_model_untouched(comfy_server):
     before = comfy_server.run(_reference_prompt("animapose/before"), timeout=300)
-    listener = Listener(comfy_server)
-    listener.start()
-    try:
-        assert listener.ready.wait(30)
-        prompt_id = comfy_server.queue(_finetune_prompt(SUBJECT_POSES, STEPS), client_id=listener.client_id)
-        # the progress bar moves and the node shows the loss: the run is under way
-        listener.wait_for(lambda: any(v >= 1 and m == STEPS for v, m in listener.progress("6"))
-                          and any("loss" in t for t in listener.texts("6")), timeout=300)
-        comfy_server.interrupt()
-        with pytest.raises(ExecutionFailed, match="interrupted"):
-            comfy_server.wait(prompt_id, timeout=120)
-    finally:
-        listener.stopped.set()
-        listener.join(10)
+    listener = interrupt_training(comfy_server, _finetune_prompt(SUBJECT_POSES, STEPS), "6", STEPS, 300, 120)
     text = next(t for t in listener.texts("6") if "loss" in t)
     assert text.startswith("UNet + adapter: step ") and f"/{STEPS}\nloss " in text, text
     assert max(v for v, _ in listener.progress("6")) < STEPS

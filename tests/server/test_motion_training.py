@@ -10,7 +10,7 @@ import safetensors.torch
 
 from tests.harness.models import CHECKPOINT_NAME, TRAINING_CLIPS
 from tests.harness.server import ExecutionFailed
-from tests.server.test_finetune_interrupt import Listener, _cached
+from tests.server.test_finetune_interrupt import _cached, interrupt_training
 
 STEPS = 100000
 CAPTIONS = "a yellow circle moving right"
@@ -61,19 +61,7 @@ def test_motion_lora_needs_a_motion_module(comfy_server):
 
 def test_interrupt_mid_run_leaves_the_server_and_the_models_untouched(comfy_server):
     before = comfy_server.run(_reference_prompt("animapose/mm_before"), timeout=600)
-    listener = Listener(comfy_server)
-    listener.start()
-    try:
-        assert listener.ready.wait(30)
-        prompt_id = comfy_server.queue(_train_prompt("motion_lora", STEPS), client_id=listener.client_id)
-        listener.wait_for(lambda: any(v >= 1 and m == STEPS for v, m in listener.progress("9"))
-                          and any("loss" in t for t in listener.texts("9")), timeout=900)
-        comfy_server.interrupt()
-        with pytest.raises(ExecutionFailed, match="interrupted"):
-            comfy_server.wait(prompt_id, timeout=300)
-    finally:
-        listener.stopped.set()
-        listener.join(10)
+    listener = interrupt_training(comfy_server, _train_prompt("motion_lora", STEPS), "9", STEPS, 900, 300)
     text = next(t for t in listener.texts("9") if "loss" in t)
     assert text.startswith("MotionLoRA: step ") and f"/{STEPS}\nloss " in text, text
     assert not list((comfy_server.base / "models" / "animatediff_motion_lora").glob("interrupted*"))
