@@ -124,7 +124,8 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
             pixels = comfy.utils.common_upscale(images, w * ratio, h * ratio, self.upscale_algorithm, "center")
             loaded = comfy.model_management.loaded_models(only_currently_used=True)
             rows = self.latent_format.process_in(self.vae.encode(pixels.movedim(1, -1)[..., :3]))
-            comfy.model_management.load_models_gpu(loaded)
+            # ComfyUI lists a model whose patcher was garbage collected as None until its next cleanup.
+            comfy.model_management.load_models_gpu([m for m in loaded if m is not None])
         else:
             rows = comfy.utils.common_upscale(images[:, :3], w * 8, h * 8, self.upscale_algorithm, "center")
         rows = rows.to(device=device, dtype=dtype)

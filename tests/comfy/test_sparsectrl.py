@@ -142,6 +142,39 @@ def test_keyframe_plan():
         keyframe_plan([0, 1, 2], 2, 16)
 
 
+def test_encoding_keyframes_tolerates_a_collected_model_in_comfys_list(small_model):
+    """ComfyUI keeps a model whose patcher was garbage collected in its loaded list (as None) until its next
+    cleanup; encoding the keyframes must not hand that None back to ``load_models_gpu`` (CI, stop 19)."""
+    import gc
+
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    import nodes
+
+    cpu = torch.device("cpu")
+    module = torch.nn.Linear(2, 2)  # outlives its patcher, as a model shared by a dropped patcher does
+    gone = comfy.model_patcher.ModelPatcher(module, load_device=cpu, offload_device=cpu)
+    mm.load_models_gpu([gone])
+    del gone
+    gc.collect()
+    assert None in mm.loaded_models(only_currently_used=True)
+    control = load_sparsectrl(str(sparsectrl_file("rgb", "small", "original", dtype="fp32")), "x", True)
+    control = with_keyframes(control, "0, -3")
+    pos = [[torch.randn(1, 77, 768) * 0.5, {}]]
+    cpos, _ = nodes.ControlNetApplyAdvanced().apply_controlnet(pos, pos, control, torch.rand(2, 64, 64, 3), 1.0, 0.0,
+                                                              1.0, _FakeVAE())
+    c = cpos[0][1]["control"]
+    c.pre_run(small_model.model, lambda p: 999.0 * (1 - p))
+    with torch.no_grad():
+        out = c.get_control(torch.randn(FRAMES, 4, 8, 8), torch.tensor([3.0]),
+                            {"c_crossattn": pos[0][0].expand(FRAMES, -1, -1)}, 1, {})
+    c.cleanup()
+    assert torch.isfinite(out["output"][0]).all()
+    del module
+    mm.cleanup_models_gc()
+
+
 def test_samples_with_motion_model_and_windows(tiny, tiny_motion):
     import nodes
     from animapose.motion.context import set_context_windows
