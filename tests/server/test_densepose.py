@@ -13,10 +13,13 @@ import torch
 from PIL import Image
 
 from tests.fixtures.densepose import densepose_torchscript_file, driving_video_file
+from tests.fixtures.dreampose import subject_image_file
 from tests.harness.models import DRIVING_VIDEO
 from tests.harness.server import ExecutionFailed
 
 NODE = "DensePose UV Estimator (video to poses)"
+# A photo larger than the 64x80 driving video, so the previews' size shows the alignment to it.
+ALIGN_SUBJECT = "densepose_align_subject.png"
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +52,18 @@ def _prompt(video=DRIVING_VIDEO, image=None, model="densepose_r50_fpn_dl.torchsc
     est = {"images": ["2", 0], "model_name": model, "person": "largest", "missing": missing,
            "smoothing": smoothing, "align": align}
     if align == "subject":
-        source["5"] = {"class_type": "LoadImage", "inputs": {"image": "dreampose_subject.png"}}
+        source["5"] = {"class_type": "LoadImage", "inputs": {"image": ALIGN_SUBJECT}}
         est["subject_image"] = ["5", 0]
     return {**source, "3": {"class_type": "AnimaPose_DensePoseUVEstimator", "inputs": est},
             "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 1], "filename_prefix": prefix}}}
 
 
-def test_video_to_poses(comfy_server):
+@pytest.fixture(scope="module")
+def align_subject(comfy_server):
+    shutil.copy(subject_image_file(), comfy_server.base / "input" / ALIGN_SUBJECT)
+
+
+def test_video_to_poses(comfy_server, align_subject):
     entry = comfy_server.run(_prompt(smoothing=2, align="subject"), timeout=300)
     files = [f for f in comfy_server.output_files(entry) if f.suffix == ".png"]
     assert len(files) == 8  # one preview per video frame

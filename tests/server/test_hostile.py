@@ -21,7 +21,7 @@ from PIL import Image
 
 from tests.fixtures.dreampose import uv_sequence_folder
 from tests.fixtures.motion import motion_module_file
-from tests.harness.models import TEST_PROFILE, demo_files
+from tests.harness.models import TEST_DREAMPOSE, TEST_PROFILE, demo_files
 from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, ExecutionFailed, prepare_base_dir
 from tests.harness.workflows import api_workflow, shrink_api_prompt
 
@@ -48,7 +48,7 @@ CANARY_POSES = "hostile_canary_poses"
 
 def canary_files() -> dict:
     """The demo files plus a 2-frame pose sequence, so the DreamPose canary stays a few UNet calls long."""
-    files = demo_files(TEST_PROFILE)
+    files = demo_files(TEST_PROFILE, TEST_DREAMPOSE)
     files["input"] = [*files["input"], (CANARY_POSES, uv_sequence_folder(2, 80, 64, seed=5))]
     return files
 
