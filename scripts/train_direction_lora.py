@@ -8,6 +8,10 @@ callback, so the run itself is not interrupted) and clips are sampled with it ov
 settings: 64x64, 16 frames, DDIM 10 steps, cfg 5), next to the base module on the same seeds; ``clip_metrics``'
 horizontal displacement (dx > 0: moved right) is printed per configuration as JSON lines.
 
+``--probe`` prints, after the run, the denoiser's loss on held-out rightward clips against the same clips reversed at
+several timesteps, with and without the LoRA (``tests.harness.demo_motion.direction_probe``): whether the run learned
+the direction at all, and at which noise levels.
+
 ``--save`` writes the last snapshot of the (single) configuration into demo_models/ as the narrow fp16 MotionLoRA
 (official key layout) with a json training record. Run single-threaded: OMP_NUM_THREADS=1.
 """
@@ -45,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed (clips, LoRA init, draws)")
     p.add_argument("--seeds", type=int, default=6, help="sampling seeds 0..N-1")
     p.add_argument("--prompt", default="a red circle moving in a circle")
+    p.add_argument("--probe", action="store_true", help="after each run, print the forward/reversed loss probe")
     p.add_argument("--save", action="store_true", help="write the last snapshot into demo_models/ (one config)")
     args = p.parse_args(argv)
     comfy_env.bootstrap()
@@ -88,6 +93,10 @@ def main(argv=None) -> int:
                                                      round(sum(last) / len(last), 4)],
                               "base_median_dx": round(statistics.median(base), 4),
                               "base_right": sum(dx > 0.05 for dx in base), "lora": dx_figures(dxs)}), flush=True)
+        if args.probe:
+            with training_mode():
+                for row in dm.direction_probe(run):
+                    print(json.dumps({"probe": row}), flush=True)
         if args.save:
             pairs, seconds = snaps[steps]
             mt.save_motion_lora(pairs, REPO / "demo_models" / demo.LORA_FILE, dtype=torch.float16)

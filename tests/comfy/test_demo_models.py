@@ -141,3 +141,21 @@ def test_motion_lora_trained_on_rightward_clips_moves_objects_right():
     rightward = sum(dx > 0.05 for dx in lora_dx), sum(dx > 0.05 for dx in base_dx)
     assert rightward[0] > rightward[1], (base_dx, lora_dx)
     assert _median(lora_dx) > _median(base_dx) + DEMO["lora_dx_margin"], (base_dx, lora_dx)
+
+
+def test_direction_probe_compares_the_lora_with_the_base_module():
+    """``scripts/train_direction_lora.py --probe``: before training (LoRA ``up`` zero) both rows are the same
+    figures; after a few updates they differ, and the probe leaves the trained factors as it found them."""
+    from animapose.training import motion as mt
+    from animapose.training.loop import training_mode
+
+    models = dm.load()
+    with training_mode():
+        run = dm.direction_run(models, clips=2, steps=3, rank=4, learning_rate=1e-2, min_timestep=800)
+        (row,) = dm.direction_probe(run, timesteps=(900,), clips=2)
+        assert row["base"] == row["lora"] and row["base"][0] > 0
+        mt.train_run(run, "probe test", log_every=10 ** 9)
+        trained = {k: m.up.detach().clone() for k, m in run.loras.items()}
+        (row,) = dm.direction_probe(run, timesteps=(900,), clips=2)
+    assert row["base"][:2] != row["lora"][:2]
+    assert all(torch.equal(m.up, trained[k]) for k, m in run.loras.items())
