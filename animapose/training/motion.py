@@ -293,11 +293,16 @@ class MotionRun:
         t = torch.randint(s.min_timestep, NUM_TIMESTEPS, (s.batch_size,), generator=generator)
         t = t.repeat_interleave(s.frames)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        a = self.alphas[t.to(self.device)].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
         tokens = max(c.shape[1] for c in contexts)
         context = torch.cat([c if c.shape[1] == tokens else c.repeat(1, tokens // c.shape[1], 1) for c in contexts])
-        self.state.frames = s.frames
+        return self.noise_loss(x0, t, noise, context)
+
+    def noise_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """ε-MSE of the UNet with the motion modules on clips ``x0`` (whole clips of ``settings.frames`` frames along
+        the batch) noised to per-frame timesteps ``t`` with ``noise``."""
+        a = self.alphas[t.to(self.device)].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        self.state.frames = self.settings.frames
         try:
             with self.precision.autocast():
                 prediction = self.unet(noisy, timesteps=t.to(device=self.device, dtype=torch.float32),

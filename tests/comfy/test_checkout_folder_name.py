@@ -28,7 +28,7 @@ def test_import_nodes_is_comfyuis_in_a_checkout_named_like_a_clone(tmp_path):
                 "tests/comfy/conftest.py"):
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / rel, copy / rel)
-    for folder in ("nodes", "animapose", "tests/harness"):
+    for folder in ("nodes", "tests/harness"):
         shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "tests/comfy/test_probe.py").write_text(PROBE)
     env = {**os.environ, "ANIMAPOSE_COMFYUI": str(COMFYUI)}

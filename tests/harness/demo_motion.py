@@ -108,8 +108,6 @@ def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 
     run's way and on the same clips played backwards (same noise, the first caption's tokens), with the LoRA as
     trained and with its ``up`` factors zeroed (the base module). Per timestep: [forward, reversed, (reversed -
     forward) / forward in %] for both; a direction-aware denoiser has a clearly positive last figure."""
-    import torch.nn.functional as F
-
     from animapose.synthetic.demo import meta
     from animapose.synthetic.shapes import make_clips
     from animapose.synthetic.tiny_models import encode_frames
@@ -121,26 +119,16 @@ def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 
                                                                                    shapes=("circle", "square"))]
     trained = {k: m.up.detach().clone() for k, m in run.loras.items()}
     context = run.contexts[0].expand(FRAMES, -1, -1)
-
-    def loss(x0, t, noise):
-        a = run.alphas[t]
-        run.state.frames = FRAMES
-        try:
-            prediction = run.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, timesteps=torch.full((FRAMES,), float(t)),
-                                  context=context, transformer_options=run.options)
-        finally:
-            run.state.frames = None
-        return float(F.mse_loss(prediction.float(), noise))
-
     rows, generator = [], torch.Generator().manual_seed(seed)
     for t in timesteps:
         noises = [torch.randn(x.shape, generator=generator) for x in latents]
+        frames_t = torch.full((FRAMES,), t)
         row = {"t": t}
         for name, lora_on in (("base", False), ("lora", True)):
             for k, m in run.loras.items():
                 m.up.data.copy_(trained[k] if lora_on else torch.zeros_like(trained[k]))
-            forward = sum(loss(x, t, n) for x, n in zip(latents, noises)) / len(latents)
-            backward = sum(loss(x.flip(0), t, n) for x, n in zip(latents, noises)) / len(latents)
+            forward, backward = (sum(float(run.noise_loss(x.flip(0) if reverse else x, frames_t, n, context))
+                                     for x, n in zip(latents, noises)) / len(latents) for reverse in (False, True))
             row[name] = [round(forward, 5), round(backward, 5), round((backward - forward) / forward * 100, 2)]
         rows.append(row)
     for k, m in run.loras.items():
