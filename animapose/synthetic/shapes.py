@@ -41,13 +41,17 @@ class ClipSpec:
         return f"a {self.colour} {self.shape} {self.motion}"
 
 
-def _path(motion: str, frames: int, size: int, radius: float, rng: np.random.Generator) -> np.ndarray:
+LINEAR_TRAVEL = (0.45, 0.65)  # a linear path covers this share (drawn uniformly) of the span its centre can reach
+
+
+def _path(motion: str, frames: int, size: int, radius: float, rng: np.random.Generator,
+          travel: tuple[float, float] = LINEAR_TRAVEL) -> np.ndarray:
     lo, hi = radius + 1.0, size - radius - 1.0
     t = np.arange(frames, dtype=np.float64)
     if motion.startswith("moving ") and motion[7:] in LINEAR:
         dx, dy = LINEAR[motion[7:]]
-        travel = rng.uniform(0.45, 0.65) * (hi - lo)
-        along0 = rng.uniform(lo, hi - travel)  # start so the whole path stays inside
+        travel = rng.uniform(*travel) * (hi - lo)
+        along0 = rng.uniform(lo, max(lo, hi - travel))  # start so the whole path stays inside (max: rounding at 1)
         across = rng.uniform(lo + 0.15 * (hi - lo), hi - 0.15 * (hi - lo))
         s = along0 + travel * t / max(frames - 1, 1)
         if dx:
@@ -102,14 +106,16 @@ def render(spec: ClipSpec, size: int) -> np.ndarray:
 
 def random_spec(rng: np.random.Generator, frames: int = 16, size: int = 64, shape: str | None = None,
                 colour: str | None = None, motion: str | None = None, background: str | None = None,
-                motions: tuple[str, ...] = MOTIONS, shapes: tuple[str, ...] = SHAPES) -> ClipSpec:
+                motions: tuple[str, ...] = MOTIONS, shapes: tuple[str, ...] = SHAPES,
+                travel: tuple[float, float] = LINEAR_TRAVEL) -> ClipSpec:
     """One clip's description; unspecified attributes drawn from ``rng`` (always the same number of draws, so a fixed
-    attribute does not shift the others); ``motions`` / ``shapes`` limit the paths and shapes drawn."""
+    attribute does not shift the others); ``motions`` / ``shapes`` limit the paths and shapes drawn; ``travel``: the
+    range a linear path's share of the frame is drawn from ((1, 1): from one edge to the other)."""
     picks = (rng.choice(list(shapes)), rng.choice(list(COLOURS)), rng.choice(list(motions)), rng.choice(list(BACKGROUNDS)))
     shape, colour = shape or str(picks[0]), colour or str(picks[1])
     motion, background = motion or str(picks[2]), background or str(picks[3])
     radius = float(rng.uniform(0.14, 0.18) * size)
-    return ClipSpec(shape, colour, motion, background, radius, _path(motion, frames, size, radius, rng))
+    return ClipSpec(shape, colour, motion, background, radius, _path(motion, frames, size, radius, rng, travel))
 
 
 def make_clips(count: int, seed: int, frames: int = 16, size: int = 64, **fixed) -> list[tuple[torch.Tensor, str,

@@ -159,3 +159,30 @@ def test_direction_probe_compares_the_lora_with_the_base_module():
         (row,) = dm.direction_probe(run, timesteps=(900,), clips=2)
     assert row["base"][:2] != row["lora"][:2]
     assert all(torch.equal(m.up, trained[k]) for k, m in run.loras.items())
+
+
+def test_direction_probe_and_model_of_a_finetuned_module():
+    """``scripts/train_direction_lora.py --mode motion_module --travel 1 1``: the whole demo module finetuned on
+    edge-to-edge rightward clips. The probe's "base" row is the module's starting weights (equal rows before training,
+    different after), the probe leaves the trained weights in place, and ``trained_motion`` is a new motion model
+    holding them, the demo module untouched."""
+    from animapose.training import motion as mt
+    from animapose.training.loop import training_mode
+
+    models = dm.load()
+    demo_state = {k: v.clone() for k, v in models.motion.patcher.model.state_dict().items()}
+    with training_mode():
+        run = dm.direction_run(models, clips=2, steps=3, learning_rate=1e-2, mode="motion_module", travel=(1.0, 1.0))
+        assert not run.loras
+        (row,) = dm.direction_probe(run, timesteps=(900,), clips=2)
+        assert row["base"] == row["lora"] and row["base"][0] > 0
+        mt.train_run(run, "probe test", log_every=10 ** 9)
+        trained = run.motion_state()
+        (row,) = dm.direction_probe(run, timesteps=(900,), clips=2)
+        assert row["base"][:2] != row["lora"][:2]
+        assert all(torch.equal(v, trained[k]) for k, v in run.motion_state().items())
+        model = dm.trained_motion(models, run, "finetuned")
+    held = model.patcher.model.state_dict()
+    assert any(not torch.equal(held[k].float(), demo_state[k].float()) for k in demo_state)
+    assert all(torch.equal(held[k], trained[k].to(held[k].dtype)) for k in trained)
+    assert all(torch.equal(v, demo_state[k]) for k, v in models.motion.patcher.model.state_dict().items())

@@ -70,10 +70,12 @@ def sample(models: DemoModels, prompt: str, seed: int, motion: bool = True, moti
 
 
 def direction_run(models: DemoModels, motion: str = "moving right", clips: int = 8, steps: int = 60, rank: int = 8,
-                  learning_rate: float = 1e-3, seed: int = 0, min_timestep: int = 0):
-    """A prepared MotionLoRA run of the pack's motion trainer (``MotionRun``, the node's loss and schedule) on
-    synthetic clips that all move one way, on copies of the narrow twins; ``train_run`` trains it. Build and train it
-    under ``training_mode()``."""
+                  learning_rate: float = 1e-3, seed: int = 0, min_timestep: int = 0, mode: str = "motion_lora",
+                  travel: tuple[float, float] | None = None):
+    """A prepared run of the pack's motion trainer (``MotionRun``, the node's loss and schedule) on synthetic clips
+    that all move one way, on copies of the narrow twins: a MotionLoRA on the demo module, or (``mode=
+    "motion_module"``) the whole demo module finetuned; ``travel``: the clips' share of the frame (``make_clips``;
+    (1, 1): edge to edge). ``train_run`` trains it. Build and train it under ``training_mode()``."""
     import copy
 
     from animapose.motion.inflate import plan_slots
@@ -85,29 +87,55 @@ def direction_run(models: DemoModels, motion: str = "moving right", clips: int =
     from ..fixtures.demo import DEMO_MODELS
 
     scale = meta(DEMO_MODELS)["vae_scale"]
-    data = make_clips(clips, 1000 + seed, motion=motion, shapes=("circle", "square"))
+    data = make_clips(clips, 1000 + seed, motion=motion, shapes=("circle", "square"),
+                      **({"travel": tuple(travel)} if travel else {}))
     captions = sorted({c for _, c, _ in data})
     with torch.inference_mode():
         contexts = [models.encode(c)[0][0].float() for c in captions]
         empty = models.encode("")[0][0].float()
     contexts = [c.clone() for c in contexts]
-    settings = mt.MotionTrainSettings(mode="motion_lora", steps=steps, learning_rate=learning_rate, lora_rank=rank,
+    settings = mt.MotionTrainSettings(mode=mode, steps=steps, learning_rate=learning_rate, lora_rank=rank,
                                       frames=FRAMES, seed=seed, gradient_checkpointing=False,
                                       min_timestep=min_timestep)
     unet = copy.deepcopy(models.model.model.diffusion_model)
     motion_set = copy.deepcopy(models.motion.patcher.model).float()
     slots = plan_slots(unet, models.motion.info)
-    return mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
-                        [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
-                        contexts, empty.clone(), settings, torch.device("cpu"))
+    base_state = {k: v.detach().clone() for k, v in motion_set.state_dict().items()}
+    run = mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
+                       [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
+                       contexts, empty.clone(), settings, torch.device("cpu"))
+    run.base_state = base_state  # the demo module as it was: the probe's comparison for a finetuned module
+    return run
+
+
+def trained_motion(models: DemoModels, run, name: str):
+    """A MOTION_MODEL (narrow, like ``models.motion``) holding what ``run`` has trained so far: the LoRA as weight
+    patches on the demo module, or the finetuned module itself."""
+    import copy
+
+    import comfy.model_patcher
+
+    from animapose.motion.inflate import MotionModel
+    from animapose.training import motion as mt
+
+    if run.settings.mode == "motion_lora":
+        return mt.motion_model_with_lora(models.motion, run.lora_pairs(), name)
+    base = models.motion.patcher
+    modules = copy.deepcopy(base.model)
+    dtype = next(modules.parameters()).dtype
+    modules.load_state_dict({k: v.to(dtype) for k, v in run.motion_state().items()})
+    patcher = comfy.model_patcher.ModelPatcher(modules, load_device=base.load_device,
+                                               offload_device=base.offload_device)
+    return MotionModel(patcher, models.motion.info, name)
 
 
 @torch.no_grad()
 def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 12, seed: int = 5000) -> list[dict]:
     """How much a trained direction run's denoiser prefers its direction: the ε-MSE on held-out clips that move the
-    run's way and on the same clips played backwards (same noise, the first caption's tokens), with the LoRA as
-    trained and with its ``up`` factors zeroed (the base module). Per timestep: [forward, reversed, (reversed -
-    forward) / forward in %] for both; a direction-aware denoiser has a clearly positive last figure."""
+    run's way and on the same clips played backwards (same noise, the first caption's tokens), as trained ("lora": the
+    LoRA, or the finetuned module) and as the demo module was ("base": the LoRA's ``up`` factors zeroed, or the
+    module's starting weights). Per timestep: [forward, reversed, (reversed - forward) / forward in %] for both; a
+    direction-aware denoiser has a clearly positive last figure."""
     from animapose.synthetic.demo import meta
     from animapose.synthetic.shapes import make_clips
     from animapose.synthetic.tiny_models import encode_frames
@@ -117,7 +145,17 @@ def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 
     scale = meta(DEMO_MODELS)["vae_scale"]
     latents = [encode_frames(v, scale)[:FRAMES].float() for v, _, _ in make_clips(clips, seed, motion="moving right",
                                                                                    shapes=("circle", "square"))]
-    trained = {k: m.up.detach().clone() for k, m in run.loras.items()}
+    if run.loras:
+        trained = {k: m.up.detach().clone() for k, m in run.loras.items()}
+    else:
+        trained = {k: v.detach().clone() for k, v in run.motion_set.state_dict().items()}
+
+    def use(lora_on: bool):
+        if not run.loras:
+            run.motion_set.load_state_dict(trained if lora_on else run.base_state)
+        for k, m in run.loras.items():
+            m.up.data.copy_(trained[k] if lora_on else torch.zeros_like(trained[k]))
+
     context = run.contexts[0].expand(FRAMES, -1, -1)
     rows, generator = [], torch.Generator().manual_seed(seed)
     for t in timesteps:
@@ -125,12 +163,10 @@ def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 
         frames_t = torch.full((FRAMES,), t)
         row = {"t": t}
         for name, lora_on in (("base", False), ("lora", True)):
-            for k, m in run.loras.items():
-                m.up.data.copy_(trained[k] if lora_on else torch.zeros_like(trained[k]))
+            use(lora_on)
             forward, backward = (sum(float(run.noise_loss(x.flip(0) if reverse else x, frames_t, n, context))
                                      for x, n in zip(latents, noises)) / len(latents) for reverse in (False, True))
             row[name] = [round(forward, 5), round(backward, 5), round((backward - forward) / forward * 100, 2)]
         rows.append(row)
-    for k, m in run.loras.items():
-        m.up.data.copy_(trained[k])
+    use(True)
     return rows

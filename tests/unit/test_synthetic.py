@@ -36,6 +36,20 @@ def test_fixed_attributes():
         assert spec.motion == "moving right" and spec.colour == "red" and caption.endswith("moving right")
 
 
+def test_travel_edge_to_edge_keeps_the_other_draws():
+    """``travel=(1, 1)``: every linear clip crosses the frame from edge to edge (the centre from radius + 1 to size -
+    radius - 1); the same number of draws, so shapes, colours and radii match the default clips of that seed."""
+    default = make_clips(8, seed=5, motion="moving right")
+    full = make_clips(8, seed=5, motion="moving right", travel=(1.0, 1.0))
+    for (_, caption, spec), (_, full_caption, full_spec) in zip(default, full):
+        assert full_caption == caption and full_spec.radius == spec.radius
+        lo, hi = spec.radius + 1.0, 64 - spec.radius - 1.0
+        assert abs(full_spec.path[0, 0] - lo) < 1e-9 and abs(full_spec.path[-1, 0] - hi) < 1e-9
+        assert spec.path[-1, 0] - spec.path[0, 0] < 0.66 * (hi - lo)  # the default: 45-65% of the span
+    for _, _, spec in make_clips(4, seed=5, motion="moving left", travel=(1.0, 1.0)):
+        assert abs(spec.path[0, 0] - (64 - spec.radius - 1.0)) < 1e-9
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_analyser_recovers_ground_truth(seed):
     for clip, _, spec in make_clips(12, seed=seed):
