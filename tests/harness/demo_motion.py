@@ -80,7 +80,7 @@ def direction_run(models: DemoModels, motion: str = "moving right", clips: int =
 
     from animapose.motion.inflate import plan_slots
     from animapose.synthetic.demo import meta
-    from animapose.synthetic.shapes import make_clips
+    from animapose.synthetic.shapes import LINEAR_TRAVEL, make_clips
     from animapose.synthetic.tiny_models import encode_frames
     from animapose.training import motion as mt
 
@@ -88,7 +88,7 @@ def direction_run(models: DemoModels, motion: str = "moving right", clips: int =
 
     scale = meta(DEMO_MODELS)["vae_scale"]
     data = make_clips(clips, 1000 + seed, motion=motion, shapes=("circle", "square"),
-                      **({"travel": tuple(travel)} if travel else {}))
+                      travel=tuple(travel or LINEAR_TRAVEL))
     captions = sorted({c for _, c, _ in data})
     with torch.inference_mode():
         contexts = [models.encode(c)[0][0].float() for c in captions]
@@ -100,11 +100,12 @@ def direction_run(models: DemoModels, motion: str = "moving right", clips: int =
     unet = copy.deepcopy(models.model.model.diffusion_model)
     motion_set = copy.deepcopy(models.motion.patcher.model).float()
     slots = plan_slots(unet, models.motion.info)
-    base_state = {k: v.detach().clone() for k, v in motion_set.state_dict().items()}
+    # the demo module as it was: the probe's "base" for a finetuned module (a LoRA's base is its zeroed up factors)
+    base_state = {k: v.clone() for k, v in motion_set.state_dict().items()} if mode == "motion_module" else None
     run = mt.MotionRun(unet, motion_set, slots, models.motion.info.norm_scope,
                        [encode_frames(v, scale) for v, _, _ in data], [captions.index(c) for _, c, _ in data],
                        contexts, empty.clone(), settings, torch.device("cpu"))
-    run.base_state = base_state  # the demo module as it was: the probe's comparison for a finetuned module
+    run.base_state = base_state
     return run
 
 
@@ -145,16 +146,12 @@ def direction_probe(run, timesteps=(100, 300, 500, 700, 850, 950), clips: int = 
     scale = meta(DEMO_MODELS)["vae_scale"]
     latents = [encode_frames(v, scale)[:FRAMES].float() for v, _, _ in make_clips(clips, seed, motion="moving right",
                                                                                    shapes=("circle", "square"))]
-    if run.loras:
-        trained = {k: m.up.detach().clone() for k, m in run.loras.items()}
-    else:
-        trained = {k: v.detach().clone() for k, v in run.motion_set.state_dict().items()}
+    trained = run.motion_state()
+    base = run.base_state if run.base_state is not None else \
+        {k: torch.zeros_like(v) if k.endswith(".up") else v for k, v in trained.items()}
 
     def use(lora_on: bool):
-        if not run.loras:
-            run.motion_set.load_state_dict(trained if lora_on else run.base_state)
-        for k, m in run.loras.items():
-            m.up.data.copy_(trained[k] if lora_on else torch.zeros_like(trained[k]))
+        run.motion_set.load_state_dict(trained if lora_on else base)
 
     context = run.contexts[0].expand(FRAMES, -1, -1)
     rows, generator = [], torch.Generator().manual_seed(seed)
