@@ -4,9 +4,9 @@ What ``apply_motion_model`` attaches to a *clone* of the incoming MODEL, all und
 - the motion model's own ModelPatcher as an additional model, so ComfyUI loads, offloads and casts it together
   with the UNet (and motion LoRAs, which are weight patches on it, are applied by ComfyUI's own machinery); a motion
   model limited to part of the steps is instead loaded for those steps only (``residency.py``);
-- an injection that inserts the motion modules into the UNet's blocks when the model is patched for sampling
-  and removes them when it is unpatched (for formats whose original code normalised ResNets across frames,
-  it also wraps those GroupNorms for the same period);
+- an injection that inserts the motion modules into the UNet's blocks for the duration of one sampling run and
+  removes them when the run ends (for formats whose original code normalised ResNets across frames, it also wraps
+  those GroupNorms for the same period); see ``InsertionRecord`` for why a run, not a load, is the scope;
 - a ``forward_timestep_embed`` patch that calls the inserted modules with the frame count;
 - a diffusion-model wrapper that records the frame count of each UNet call, and an outer-sample wrapper that
   checks the frame count against the motion module's positions before any work is done;
@@ -230,17 +230,31 @@ class FrameGroupNorm(torch.nn.Module):
 
 
 class InsertionRecord:
-    """What one ModelPatcher inserted into the UNet it shares with its clones.
+    """What one ModelPatcher inserted into the UNet it shares with its clones, and whether it is sampling now.
 
-    ComfyUI's ``clone()`` copies both the injection list and the ``is_injected`` flag, so a clone made while its
-    parent is injected believes it is injected too, and ejects when it is discarded (a node that fails after
-    cloning). The record is a patcher attachment, and a clone starts with an empty one: a patcher only ever removes
-    what it inserted itself, never what its parent (or a cached node's output) still relies on."""
+    The UNet is shared by every patcher made from one checkpoint, and ComfyUI ejects a patcher's injections from
+    wherever it happens to be: ``ModelPatcher.__del__`` ejects a patcher that is still injected, so garbage collection
+    of a dropped node output can run ``eject`` at any allocation, in any thread, while another patcher is iterating
+    over the same UNet (``state_dict`` inside ``add_patches`` then fails with "OrderedDict mutated during
+    iteration"), or while it samples with modules it found already inserted. So modules are inserted only between
+    the ``ON_PRE_RUN`` and ``ON_CLEANUP`` callbacks of the patcher being sampled (``start_run``/``end_run``, the
+    latter in ComfyUI's ``finally``): outside a run no patcher holds anything in the UNet, and a patcher that can be
+    collected is never running. ComfyUI's own ``inject``/``eject`` calls (loading, unloading, ``use_ejected``) are
+    honoured inside a run and do nothing outside it.
+
+    ComfyUI's ``clone()`` copies both the injection list and the ``is_injected`` flag; the record is a patcher
+    attachment and a clone starts with an empty one that is not running: a patcher only ever removes what it
+    inserted itself, never what its parent (or a cached node's output) relies on."""
 
     def __init__(self):
         self.inserted: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
         self.wrapped: list[tuple[torch.nn.Sequential, torch.nn.Module]] = []
         self.joined: list[FrameGroupNorm] = []
+        self.running = False
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.inserted or self.wrapped or self.joined)
 
     def on_model_patcher_clone(self) -> "InsertionRecord":
         return InsertionRecord()
@@ -260,10 +274,7 @@ class MotionInjection:
 
     def inject(self, model_patcher) -> None:
         record = model_patcher.get_attachment(self.key)
-        if record is None:
-            record = InsertionRecord()
-            model_patcher.set_attachments(self.key, record)
-        if record.inserted or record.wrapped or record.joined:
+        if record is None or not record.running or record.holds:
             return
         unet = model_patcher.model.diffusion_model
         for slot in self.slots:
@@ -304,6 +315,30 @@ class MotionInjection:
         for seq, norm in reversed(record.wrapped):
             seq[0] = norm
         record.wrapped.clear()
+
+
+RUN_KEY = f"{KEY}.run"
+
+
+def _records(model_patcher) -> list[tuple[str, InsertionRecord]]:
+    return [(k, v) for k, v in model_patcher.attachments.items() if isinstance(v, InsertionRecord)]
+
+
+def start_run(model_patcher) -> None:
+    """``ON_PRE_RUN``: the patcher is about to sample (its weights are loaded); insert its motion modules."""
+    for key, record in _records(model_patcher):
+        record.running = True
+        for injection in model_patcher.injections.get(key, []):
+            injection.inject(model_patcher)
+
+
+def end_run(model_patcher) -> None:
+    """``ON_CLEANUP`` (ComfyUI calls it in a ``finally`` after every run, failed or interrupted ones included):
+    remove what the run inserted, so the shared UNet is plain again before any other patcher can see it."""
+    for key, record in _records(model_patcher):
+        for injection in model_patcher.injections.get(key, []):
+            injection.eject(model_patcher)
+        record.running = False
 
 
 def _resnet_norm_holders(unet) -> list[torch.nn.Sequential]:
@@ -359,7 +394,12 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     mm = motion.patcher.clone()
     state = _RunState()
     injection = MotionInjection(mm.model, slots, scope.resnet, state, key)
+    m.set_attachments(key, InsertionRecord())
     m.set_injections(key, [comfy.patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
+    for call_type, callback in ((comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, start_run),
+                                (comfy.patcher_extension.CallbacksMP.ON_CLEANUP, end_run)):
+        m.remove_callbacks_with_key(call_type, RUN_KEY)  # one pair serves every chained motion model
+        m.add_callback_with_key(call_type, RUN_KEY, callback)
 
     stage = MotionStage(key, motion.name, [mm.model.get_submodule(s.module) for s in slots], as_multival(motion_scale),
                         as_multival(scale), scope.motion, start_percent, end_percent, list(keyframes or []), mm)

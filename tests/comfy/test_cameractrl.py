@@ -18,6 +18,7 @@ from animapose.motion import NORM_AUTO
 from animapose.motion.camera_poses import parse_pose_text, preset_trajectory
 from animapose.motion.cameractrl import apply_cameractrl, load_cameractrl
 from animapose.motion.inflate import apply_motion_model, load_motion_model
+from tests.comfy.helpers import sampling_run
 from tests.comfy.reference import rel_err, set_original_scope
 from tests.comfy.test_inflation_parity import diffusers_eps, diffusers_motion_unet
 from tests.fixtures.cameractrl import cameractrl_file
@@ -38,13 +39,12 @@ def small_v3(small_model):
 
 
 def _call(m, x, context, t, window=None):
-    comfy.model_management.load_models_gpu([m])
     to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
     to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
     to["cond_or_uncond"] = [0]
     if window is not None:
         to["context_window"] = IndexListContextWindow(window)
-    with torch.no_grad():
+    with sampling_run(m), torch.no_grad():
         return m.model.diffusion_model(x, t.expand(x.shape[0]), context=context.expand(x.shape[0], -1, -1),
                                        transformer_options=to)
 

@@ -17,6 +17,7 @@ from animapose.motion import NORM_AUTO, NORM_DIFFUSERS
 from animapose.motion.convert import motion_adapter_config, original_to_diffusers
 from animapose.motion.detect import normalize_motion_state_dict
 from animapose.motion.inflate import apply_motion_model, load_motion_model
+from tests.comfy.helpers import sampling_run
 from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope
 from tests.fixtures.motion import motion_module_file
 
@@ -37,12 +38,11 @@ def inputs():
 def comfy_eps(model, motion_path, name, groupnorm, x, context, t):
     motion = load_motion_model(str(motion_path), name)
     m = apply_motion_model(model, motion, 1.0, "use existing", groupnorm).model
-    comfy.model_management.load_models_gpu([m])
     # what a sampler's prepare step puts into transformer_options, for a direct UNet call
     to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
     to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
     to["cond_or_uncond"] = [0]
-    with torch.no_grad():
+    with sampling_run(m), torch.no_grad():
         return m.model.diffusion_model(x, t.expand(x.shape[0]), context=context.expand(x.shape[0], -1, -1),
                                        transformer_options=to)
 

@@ -154,7 +154,11 @@ def test_lowvram_partial_loading(tiny, motion_path):
         try:
             if budget:
                 assert mm.model.model_lowvram and mm.model.lowvram_patch_counter > 0  # the LoRA is applied per call
-            results[name] = _unet_eps(m, x, context, t)
+            m.pre_run()  # what a sampler does once the model is loaded: the motion modules go in for the run
+            try:
+                results[name] = _unet_eps(m, x, context, t)
+            finally:
+                m.cleanup()
         finally:
             m.unpatch_model()
             mm.unpatch_model()

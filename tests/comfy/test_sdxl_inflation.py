@@ -15,6 +15,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 from animapose.errors import AnimaPoseError
 from animapose.motion.inflate import FrameGroupNorm, apply_motion_model, load_motion_model
 from animapose.motion.module import MotionModule
+from tests.comfy.helpers import sampling_run
 from tests.fixtures.motion import motion_module_file
 from tests.fixtures.sdxl import sdxl_unet_file
 
@@ -27,14 +28,13 @@ def sdxl():
 
 
 def _eps(m, x, seed=0):
-    comfy.model_management.load_models_gpu([m])
     g = torch.Generator().manual_seed(seed)
     context = torch.randn(x.shape[0], 77, 2048, generator=g) * 0.3
     y = torch.randn(x.shape[0], 2816, generator=g) * 0.3
     to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
     to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
     to["cond_or_uncond"] = [0]
-    with torch.no_grad():
+    with sampling_run(m), torch.no_grad():
         return m.model.diffusion_model(x, torch.full((x.shape[0],), 400.0), context=context, y=y,
                                        transformer_options=to)
 
