@@ -27,6 +27,17 @@ def entries(kind: str) -> tuple[dict, ...]:
     return tuple(data["files"])
 
 
+@lru_cache(maxsize=None)
+def known_stems() -> dict[str, str]:
+    """{file name without its extension, case-folded: release title} over every catalogue in ``models_info/``."""
+    stems = {}
+    for path in sorted(MODELS_INFO.glob("*.json")):
+        for e in entries(path.stem):
+            stem, ext = os.path.splitext(e["file_name"])
+            stems.setdefault((stem if ext else e["file_name"]).casefold(), e["title"])
+    return stems
+
+
 def label_file(kind: str, path: str, name: str, catalogue: tuple[dict, ...] | None = None) -> str | None:
     """A label for a known release (None for other files), with a warning line when the file is not intact."""
     base = os.path.basename(name)

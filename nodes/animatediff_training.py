@@ -12,7 +12,17 @@ from comfy_api.latest import io, ui
 from ..animapose.errors import AnimaPoseError
 from ..animapose.training.motion import DEFAULTS, MODES, PRECISIONS
 from .animatediff import MotionModelType
-from .common import MOTION_CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, PREFIX, PackNode, node_errors
+from .common import (
+    MOTION_CATEGORY,
+    MOTION_LORA_FOLDER,
+    MOTION_MODELS_FOLDER,
+    PREFIX,
+    PackNode,
+    check_inputs,
+    checked_output_name,
+    node_errors,
+    queue_check,
+)
 from .dreampose_finetune import LossMapType, _Reporter
 
 
@@ -100,7 +110,8 @@ class TrainMotionModule(PackNode):
                                 tooltip="If set, the result is also saved as <save_name>.safetensors in "
                                         "models/animatediff_models (motion_module) or models/animatediff_motion_lora "
                                         "(motion_lora), in the original layout; an existing file is never "
-                                        "overwritten (a number is added)."),
+                                        "overwritten (a number is added). Letters, digits, spaces and _ - . + ( ); "
+                                        "sub/name saves into a sub-folder. Checked when queued, before training."),
                 MotionModelType.Input("motion_model", optional=True,
                                       tooltip="motion_lora: the motion module the LoRA is trained on (required). "
                                               "motion_module: a module to continue training; empty: a new one."),
@@ -116,11 +127,24 @@ class TrainMotionModule(PackNode):
         )
 
     @classmethod
+    def validate_inputs(cls, save_name, mode):
+        # Runs when the prompt is queued: a name that cannot be saved fails before any step is trained, not after.
+        # (ComfyUI skips its own checks for inputs named here, so the mode's list check is repeated.)
+        def check():
+            if mode is not None:
+                check_inputs(cls, {"mode": mode})
+            if save_name is not None:
+                _save_name(save_name, mode)
+        return queue_check(cls, check)
+
+    @classmethod
     def execute(cls, model, clip, vae, images, captions, frames_per_video, mode, steps, learning_rate, lora_rank,
                 frames, stride, batch_size, seed, precision, gradient_checkpointing, save_name,
                 motion_model=None) -> io.NodeOutput:
         from ..animapose.training import motion as mt
 
+        with node_errors(cls.DISPLAY):
+            stem = _save_name(save_name, mode)  # again here, before any work: a linked name is only known now
         label = "MotionLoRA" if mode == "motion_lora" else "motion module"
         report = _Reporter(label, cls.hidden.unique_id if cls.hidden else None, steps,
                            preparing="copying the weights, encoding the frames")
@@ -135,25 +159,35 @@ class TrainMotionModule(PackNode):
             contexts, index, empty = encode_captions(clip, captions, len(videos))
             clips = mt.Clips(videos, index, contexts, empty)
             result = mt.train_motion(model, vae, clips, settings, motion_model, report)
-            name = save_name.strip() or f"trained_{mode}"
+            name = stem or f"trained_{mode}"
             if mode == "motion_lora":
                 out = mt.motion_model_with_lora(motion_model, result.lora_pairs, name)
             else:
                 out = mt.motion_model_from_state(result.motion_state, name)
             text = report.summary(result.losses)
-            if save_name.strip():
-                path = _save(mt, result, mode, save_name.strip())
+            if stem:
+                path = _save(mt, result, mode, stem)
                 text += f"\nsaved {path}"
         return io.NodeOutput(out, {"loss": result.losses}, ui=ui.PreviewText(text))
+
+
+def _folder(mode) -> str | None:
+    return {"motion_lora": MOTION_LORA_FOLDER, "motion_module": MOTION_MODELS_FOLDER}.get(mode)
+
+
+def _save_name(save_name, mode) -> str:
+    """The checked name ('' for no file) for the folder the mode saves into (the text only for an unknown mode)."""
+    return checked_output_name(save_name, "save_name", _folder(mode), optional=True, ext=".safetensors")
 
 
 def _save(mt, result, mode: str, stem: str):
     import folder_paths
 
-    if any(c in stem for c in "/\\:") or stem.startswith("."):
-        raise AnimaPoseError("save_name", f"'{stem}' is not a plain file name", "use a name such as my_motion_lora")
-    folder = folder_paths.get_folder_paths(MOTION_LORA_FOLDER if mode == "motion_lora" else MOTION_MODELS_FOLDER)[0]
-    path = mt.free_name(folder, stem)
+    folders = folder_paths.get_folder_paths(_folder(mode))
+    # The place is checked once more (a link could have appeared meanwhile); a file of the same name that appeared
+    # during training only gets the new one numbered, so the trained weights are still written.
+    checked_output_name(stem, "save_name", _folder(mode))
+    path = mt.free_name(folders, stem)
     if mode == "motion_lora":
         return mt.save_motion_lora(result.lora_pairs, path)
     return mt.save_motion_module(result.motion_state, path)

@@ -78,6 +78,31 @@ def full_path(folder: str, name: str, input_name: str) -> str:
     return path
 
 
+def checked_output_name(value, input_name: str, folder: str | None, *, optional: bool = False,
+                        ext: str | None = None) -> str:
+    """``animapose.output_names.check_output_name`` for a name input of a node that writes into a model folder
+    (``folder`` None: the text only, while the folder is not known yet). Raises AnimaPoseError without the node's
+    name: callers add it."""
+    import folder_paths
+
+    from ..animapose.output_names import check_output_name
+
+    if folder is None:
+        return check_output_name(value, input_name, optional=optional)
+    return check_output_name(value, input_name, folder_paths.get_folder_paths(folder), optional=optional, ext=ext,
+                             listed=folder_paths.folder_names_and_paths[folder][1], label=f"models/{folder}")
+
+
+def queue_check(node_cls, check) -> bool | str:
+    """What a ``validate_inputs`` returns to ComfyUI: True, or the message of the AnimaPoseError ``check()`` raised,
+    with the node's name. Linked inputs are None when the prompt is queued; ``check`` skips those."""
+    try:
+        check()
+    except AnimaPoseError as e:
+        return str(e.for_node(node_cls.DISPLAY))
+    return True
+
+
 class PackNode(io.ComfyNode):
     """Base of every node of the pack: before ``execute`` runs, each widget value is checked against the node's own
     schema, because ComfyUI 0.3.75 validates neither V3 combo values nor non-finite numbers (an API client can

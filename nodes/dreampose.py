@@ -8,7 +8,17 @@ import os
 from comfy_api.latest import io, ui
 
 from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES, WINDOWS
-from .common import DREAMPOSE_CATEGORY, DREAMPOSE_FOLDER, PREFIX, PackNode, check_inputs, full_path, node_errors
+from .common import (
+    DREAMPOSE_CATEGORY,
+    DREAMPOSE_FOLDER,
+    PREFIX,
+    PackNode,
+    check_inputs,
+    checked_output_name,
+    full_path,
+    node_errors,
+    queue_check,
+)
 
 AdapterType = io.Custom("ANIMAPOSE_DREAMPOSE_ADAPTER")
 PosesType = io.Custom("ANIMAPOSE_POSES")
@@ -464,10 +474,17 @@ class SaveDreamPose(PackNode):
                     io.Vae.Input("vae", optional=True, tooltip="Optional: its VAE."),
                     io.String.Input("filename_prefix", default="dreampose_subject",
                                     tooltip="Files become <prefix>_00001_unet/_adapter/_vae.safetensors; the counter "
-                                            "grows with every save, so nothing is overwritten.")],
+                                            "grows with every save, so nothing is overwritten. Letters, digits, "
+                                            "spaces and _ - . + ( ); sub/prefix saves into a sub-folder of "
+                                            "models/dreampose. Checked when queued, before anything runs.")],
             outputs=[],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, filename_prefix):
+        # Runs when the prompt is queued: a prefix that cannot be saved fails before a finetuning upstream runs.
+        return queue_check(cls, lambda: filename_prefix is None or _checked_prefix(filename_prefix))
 
     @classmethod
     def execute(cls, model, adapter, filename_prefix, vae=None) -> io.NodeOutput:
@@ -476,9 +493,14 @@ class SaveDreamPose(PackNode):
         from ..animapose.dreampose.checkpoint import save_dreampose_set
 
         with node_errors(cls.DISPLAY):
-            directory = folder_paths.get_folder_paths(DREAMPOSE_FOLDER)[0]
-            paths = save_dreampose_set(model, adapter, vae, directory, os.path.basename(filename_prefix))
+            prefix = _checked_prefix(filename_prefix)
+            directory, *others = folder_paths.get_folder_paths(DREAMPOSE_FOLDER)
+            paths = save_dreampose_set(model, adapter, vae, directory, prefix, others)
         return io.NodeOutput(ui=ui.PreviewText("Saved:\n" + "\n".join(str(p) for p in paths)))
+
+
+def _checked_prefix(filename_prefix) -> str:
+    return checked_output_name(filename_prefix, "filename_prefix", DREAMPOSE_FOLDER)
 
 
 NODES = [LoadDreamPose, LoadDreamPoseVAE, LoadCLIPVisionB32, DreamPoseImageConditioning, LoadDensePoseUV,

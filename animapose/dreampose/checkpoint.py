@@ -18,6 +18,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -269,11 +270,14 @@ def unet_diffusers_keys(ldm: dict[str, torch.Tensor], unet_config: dict) -> dict
     return {from_ldm[k]: v for k, v in ldm.items()}
 
 
-def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: str, prefix: str) -> list[Path]:
+def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: str, prefix: str,
+                       other_folders: Sequence[str] = ()) -> list[Path]:
     """Writes ``{prefix}_{counter}_unet``, ``..._adapter`` and ``..._vae`` ``.safetensors`` in the official key layouts.
 
-    The counter (5 digits, ComfyUI's save convention) is one past the highest already used with this prefix, so
-    saving again never replaces an earlier set.
+    ``prefix`` may lead into sub-folders of ``directory`` ('/' between them; checked by the caller with
+    ``output_names.check_output_name``). The counter (5 digits, ComfyUI's save convention) is one past the highest
+    already used with this prefix under any extension, in ``directory`` and in ``other_folders`` (the other folders
+    the loader lists), so saving again never replaces an earlier set nor lists one name twice.
 
     The UNet and VAE use diffusers names (the VAE with current attention names, which diffusers and ComfyUI both
     load); the adapter its own. Each file reloads with ``read_unet_state_dict``/``read_adapter``/``read_vae``.
@@ -281,17 +285,18 @@ def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: 
     """
     import safetensors.torch
 
-    out_dir = Path(directory)
+    sub, stem = os.path.split(prefix)
+    out_dir = Path(directory) / sub
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = [("unet", _unet_diffusers_state_dict(model) if model is not None else None),
              ("adapter", adapter.state_dict() if adapter is not None else None),
              ("vae", _vae_ldm_to_diffusers(vae.first_stage_model.state_dict()) if vae is not None else None)]
     written = []
-    counter = next_counter(out_dir, prefix, [part for part, _ in parts])
+    counter = max(next_counter(Path(d) / sub, stem, [part for part, _ in parts]) for d in (directory, *other_folders))
     for part, sd in parts:
         if sd is None:
             continue
-        path = out_dir / f"{prefix}_{counter:05d}_{part}.safetensors"
+        path = out_dir / f"{stem}_{counter:05d}_{part}.safetensors"
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in sd.items()}
         tmp = path.with_name(path.name + ".tmp")
         safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt", "animapose": f"dreampose-{part}"})
@@ -302,7 +307,12 @@ def save_dreampose_set(model, adapter: EmbeddingAdapter | None, vae, directory: 
 
 
 def next_counter(directory: Path, prefix: str, parts: list[str]) -> int:
-    """One past the highest counter of ``{prefix}_{NNNNN}_{part}.safetensors`` files in ``directory``."""
-    pattern = re.compile(rf"^{re.escape(prefix)}_(\d{{5}})_({'|'.join(map(re.escape, parts))})\.safetensors$")
-    used = [int(m.group(1)) for name in os.listdir(directory) if (m := pattern.match(name))]
+    """One past the highest counter of ``{prefix}_{NNNNN}_{part}.<any extension>`` files in ``directory`` (1 when
+    it does not exist)."""
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d{{5}})_({'|'.join(map(re.escape, parts))})\..*$")
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        names = []
+    used = [int(m.group(1)) for name in names if (m := pattern.match(name))]
     return max(used, default=0) + 1

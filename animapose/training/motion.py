@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnimaPoseError
+from ..output_names import MODEL_EXTENSIONS
 from .loop import (
     Precision,
     ProgressFn,
@@ -439,11 +440,13 @@ def save_motion_lora(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], path, 
     return _write(lora_state_dict(pairs, dtype), Path(path), {"animapose": "motion_lora"})
 
 
-def free_name(folder: str, stem: str, ext: str = ".safetensors") -> Path:
-    """``folder/stem.ext``, or ``stem_00001.ext`` ... when taken: a new training run never overwrites a file."""
-    path = Path(folder) / (stem + ext)
-    n = 0
-    while path.exists():
+def free_name(folders, stem: str, ext: str = ".safetensors") -> Path:
+    """``folders[0]/stem.ext``, or ``stem_00001.ext`` ... when that name is taken in any of ``folders`` (the ones the
+    loader lists; one folder may be given as such) under any model extension: a new training run never overwrites a
+    file, nor puts a second file of one name into the loader's list."""
+    folders = [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
+    candidate, n = stem, 0
+    while any(os.path.lexists(f / (candidate + e)) for f in folders for e in {ext, *MODEL_EXTENSIONS}):
         n += 1
-        path = Path(folder) / f"{stem}_{n:05d}{ext}"
-    return path
+        candidate = f"{stem}_{n:05d}"
+    return folders[0] / (candidate + ext)

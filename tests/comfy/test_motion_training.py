@@ -176,3 +176,18 @@ def test_min_timestep_draws_only_noisier_steps(tiny, clips):
     uniform, noisy = torch.cat(seen[:8]), torch.cat(seen[8:])
     assert float(noisy.min()) >= 900 and float(noisy.max()) < 1000, noisy
     assert float(uniform.min()) < 900, uniform  # 16 uniform draws all above 900 would be a 1e-16 chance
+
+
+def test_free_name_never_lists_a_name_twice(tmp_path):
+    """A saved name skips every name taken under any model extension in any folder the loader lists (and dangling
+    links), so a new file neither overwrites one nor appears beside one of the same name."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert mt.free_name(str(a), "run") == a / "run.safetensors"
+    assert mt.free_name([a, b], "sub/run") == a / "sub" / "run.safetensors"
+    (a / "walk.ckpt").write_bytes(b"x")
+    assert mt.free_name([a, b], "walk") == a / "walk_00001.safetensors"
+    (b / "walk_00001.pth").write_bytes(b"x")
+    (a / "walk_00002.safetensors").symlink_to(tmp_path / "missing")
+    assert mt.free_name([a, b], "walk") == a / "walk_00003.safetensors"

@@ -24,6 +24,7 @@ from tests.fixtures.motion import motion_module_file
 from tests.harness.models import TEST_DREAMPOSE, TEST_PROFILE, demo_files
 from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, ExecutionFailed, prepare_base_dir
 from tests.harness.workflows import api_workflow, shrink_api_prompt
+from tests.server.test_motion_training import _train_prompt
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,27 @@ def _frames(n):
     return _set("6", batch_size=n)
 
 
+def _training(save_name, mode: str = "motion_lora", linked: bool = False):
+    """The motion-training graph alone, at a million steps: a bad name must fail before training, not after.
+    ``linked``: the name comes from a String node, so it is only known when the training node starts."""
+    def edit(_):
+        p = _train_prompt(mode, 1000000)
+        p["9"]["inputs"]["save_name"] = ["50", 0] if linked else save_name
+        if linked:
+            p["50"] = {"class_type": "PrimitiveString", "inputs": {"value": save_name}}
+        return p
+    return edit
+
+
+def _saving_dreampose(prefix):
+    def edit(_):
+        return {"1": {"class_type": "AnimaPose_LoadDreamPose",
+                      "inputs": {"unet_name": "unet_epoch_20.pth", "adapter_name": "adapter_20.pth"}},
+                "3": {"class_type": "AnimaPose_SaveDreamPose",
+                      "inputs": {"model": ["1", 0], "adapter": ["1", 1], "filename_prefix": prefix}}}
+    return edit
+
+
 # name: (base graph, edit, class of the node that must be named, input, words of the problem)
 AD, DP = "animatediff", "dreampose"
 CASES = {
@@ -237,6 +259,27 @@ CASES = {
     "pose_folder_absolute": (DP, _set("6", folder="/etc"), "AnimaPose_LoadDensePoseUV", "folder",
                              "outside ComfyUI's input folder"),
     "unet_name_number": (DP, _set("1", unet_name=5), "AnimaPose_LoadDreamPose", "unet_name", "not a name"),
+    # output names: refused when queued (through a link: when the node starts), before any training or saving;
+    # the DreamPose rows first, so the DreamPose canary stays cached from the rows above
+    "prefix_nul": (DP, _saving_dreampose("bad\0prefix"), "AnimaPose_SaveDreamPose", "filename_prefix", "(U+0000)"),
+    "prefix_300_chars": (DP, _saving_dreampose("p" * 300), "AnimaPose_SaveDreamPose", "filename_prefix",
+                         "is 300 characters long"),
+    "prefix_escapes": (DP, _saving_dreampose("../checkpoints/evil"), "AnimaPose_SaveDreamPose", "filename_prefix",
+                       "the folder part '..'"),
+    "prefix_absolute": (DP, _saving_dreampose("/abs/x"), "AnimaPose_SaveDreamPose", "filename_prefix",
+                        "is an absolute path"),
+    "prefix_empty": (DP, _saving_dreampose(""), "AnimaPose_SaveDreamPose", "filename_prefix", "the name is empty"),
+    "save_name_nul": (AD, _training("bad\0name"), "AnimaPose_TrainMotionModule", "save_name", "(U+0000)"),
+    "save_name_300_chars": (AD, _training("x" * 300), "AnimaPose_TrainMotionModule", "save_name",
+                            "is 300 characters long"),
+    "save_name_parent": (AD, _training("../x"), "AnimaPose_TrainMotionModule", "save_name", "the folder part '..'"),
+    "save_name_absolute": (AD, _training("/abs"), "AnimaPose_TrainMotionModule", "save_name", "is an absolute path"),
+    "save_name_hidden": (AD, _training(".hidden"), "AnimaPose_TrainMotionModule", "save_name",
+                         "starts a name with a dot"),
+    "save_name_shipped": (AD, _training("mm_sd_v15_v2", mode="motion_module"), "AnimaPose_TrainMotionModule",
+                          "save_name", "is the name of a released model"),
+    "save_name_linked": (AD, _training("../x", linked=True), "AnimaPose_TrainMotionModule", "save_name",
+                         "the folder part '..'"),
 }
 
 

@@ -11,7 +11,8 @@ from tests.harness.env import COMFYUI, comfyui_available
 
 REPO = Path(__file__).resolve().parents[2]
 # The ComfyUI integration (animapose.motion.inflate, .context) imports comfy on purpose and is not listed.
-PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.motion", "animapose.motion.module",
+PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.output_names",
+        "animapose.motion", "animapose.motion.module",
         "animapose.motion.multival", "animapose.motion.stages", "animapose.motion.prompt_travel",
         "animapose.motion.freenoise", "animapose.motion.freeinit",
         "animapose.motion.convert", "animapose.motion.detect", "animapose.motion.image_encoder", "animapose.motion.lora",
