@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
-from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors
+from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, check_inputs, full_path, node_errors
 
 CameraCtrlType = io.Custom("ANIMAPOSE_CAMERACTRL")
 CameraTrajectoryType = io.Custom("ANIMAPOSE_CAMERA_TRAJECTORY")
@@ -88,7 +88,8 @@ class CameraTrajectory(PackNode):
                                        "negative reverses the move)."),
                 io.Combo.Input("pose_file", options=_pose_files(), default=NO_FILE,
                                tooltip="A .txt pose file in ComfyUI's input folder (press R after adding one); it "
-                                       "replaces the preset. Paths outside the input folder are refused."),
+                                       "replaces the preset. Paths outside the input folder, and links leading out of it, "
+                                       "are refused."),
                 io.Int.Input("pose_width", default=POSE_WIDTH, min=1, max=16384, optional=True,
                              tooltip="Width of the video the pose file was taken from (RealEstate10K: 1280); its "
                                      "intrinsics are fractions of it."),
@@ -98,6 +99,25 @@ class CameraTrajectory(PackNode):
             outputs=[CameraTrajectoryType.Output(display_name="camera",
                                                  tooltip="The camera path, for 'Apply CameraCtrl to AnimateDiff'.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, pose_file):
+        # Runs when the prompt is queued, so a pose file that leads out of the input folder or does not parse fails
+        # before anything runs; execute reads it again (the folder can change in between).
+        # (ComfyUI skips its own combo check for inputs named here, so the list check is repeated.)
+        import folder_paths
+
+        from ..animapose.errors import AnimaPoseError
+        from ..animapose.motion.camera_poses import load_pose_file
+
+        try:
+            if pose_file != NO_FILE:
+                # the path guard first, so an escape attempt is named as such rather than as "not in the list"
+                load_pose_file(folder_paths.get_input_directory(), pose_file)
+            check_inputs(cls, {"pose_file": pose_file})
+        except AnimaPoseError as e:
+            return str(e.for_node(cls.DISPLAY))
+        return True
 
     @classmethod
     def execute(cls, preset: str, frames: int, speed: float, pose_file: str, pose_width: int | None = None,

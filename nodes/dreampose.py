@@ -215,7 +215,8 @@ class LoadDensePoseUV(PackNode):
                                    default=POSES_DEFAULT if POSES_DEFAULT in sources else None,
                                    tooltip="A folder of frame_N_densepose.npy files or a .zip of them, inside ComfyUI's "
                                            "input folder (press R after adding one; the button below uploads a "
-                                           ".zip). Paths outside the input folder are refused.")],
+                                           ".zip). Paths outside the input folder, and links leading out of it, are "
+                                           "refused.")],
             outputs=[PosesType.Output(display_name="poses", tooltip="The UV pose sequence."),
                      io.Image.Output(display_name="preview", tooltip="The poses as pictures (U red, V green).")],
         )
@@ -231,9 +232,9 @@ class LoadDensePoseUV(PackNode):
 
         try:
             # the path guard first, so an escape attempt is named as such rather than as "not in the list"
-            path = resolve_pose_source(folder_paths.get_input_directory(), folder, "folder")
+            resolve_pose_source(folder_paths.get_input_directory(), folder, "folder")
             check_inputs(cls, {"folder": folder})
-            check_pose_source(path, "folder")
+            check_pose_source(folder_paths.get_input_directory(), folder, "folder")
         except AnimaPoseError as e:
             return str(e.for_node(cls.DISPLAY))
         return True

@@ -16,6 +16,7 @@ Pure torch; no ComfyUI import.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import AnimaPoseError
+from ..paths import is_inside, open_inside, resolve_inside
 
 # RealEstate10K's video size (CameraCtrl inference.py --original_pose_width/--original_pose_height defaults).
 POSE_WIDTH = 1280
@@ -153,7 +155,8 @@ def parse_pose_text(text: str, source: str = "pose file", pose_width: int = POSE
 
 
 def list_pose_files(input_dir: str, max_depth: int = 2) -> list[str]:
-    """The pose files (``*.txt``) in ComfyUI's input folder and its sub-folders, as '/'-separated relative paths."""
+    """The pose files (``*.txt``) in ComfyUI's input folder and its sub-folders, as '/'-separated relative paths;
+    hidden entries and links leading out of the folder are skipped."""
     found = []
 
     def walk(path: str, rel: str, depth: int):
@@ -162,7 +165,7 @@ def list_pose_files(input_dir: str, max_depth: int = 2) -> list[str]:
         except OSError:
             return
         for e in entries:
-            if e.name.startswith("."):
+            if e.name.startswith(".") or not is_inside(input_dir, e.path):
                 continue
             sub = f"{rel}/{e.name}" if rel else e.name
             if e.is_file() and e.name.lower().endswith(POSE_FILE_EXTENSIONS):
@@ -178,19 +181,11 @@ def load_pose_file(input_dir: str, name: str, pose_width: int = POSE_WIDTH, pose
                    input_name: str = "pose_file") -> CameraTrajectory:
     """A pose file named relative to ``input_dir``; anything that would leave the folder is refused."""
     fix = "pick a .txt pose file inside ComfyUI's input folder from the list (press R after adding one)"
-    text = (name or "").replace("\\", "/")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if not parts or os.path.isabs(name) or text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in parts:
-        raise AnimaPoseError(input_name, f"'{name}' is not a file inside ComfyUI's input folder (absolute paths and "
-                             "'..' are refused)", fix)
-    base = os.path.realpath(input_dir)
-    path = os.path.realpath(os.path.join(base, *parts))
-    if os.path.commonpath([base, path]) != base:
-        raise AnimaPoseError(input_name, f"'{name}' points outside ComfyUI's input folder", fix)
+    path = resolve_inside(input_dir, name, input_name, fix)
     if not os.path.isfile(path) or not path.lower().endswith(POSE_FILE_EXTENSIONS):
         raise AnimaPoseError(input_name, f"'{name}' is not a .txt file in ComfyUI's input folder", fix)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_inside(input_dir, path, input_name, name) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
             content = f.read(4_000_000)
     except (OSError, UnicodeDecodeError) as e:
         raise AnimaPoseError(input_name, f"'{name}' could not be read as text ({type(e).__name__})", fix) from e

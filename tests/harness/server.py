@@ -37,8 +37,9 @@ def free_port() -> int:
 
 
 def prepare_base_dir(base: Path, files: dict[str, list[tuple[str, Path]]] | None = None) -> Path:
-    """A ComfyUI base directory with the pack linked into custom_nodes/ and the given files linked in under their
-    names (``{folder relative to the base, e.g. "models/checkpoints" or "input": [(name, source path)]}``)."""
+    """A ComfyUI base directory with the pack linked into custom_nodes/ and the given files placed under their
+    names (``{folder relative to the base, e.g. "models/checkpoints" or "input": [(name, source path)]}``): model
+    files are linked, input files are copied, because the pack refuses links that lead out of the input folder."""
     for d in ("custom_nodes", "input", "output", "temp", "user/default"):
         (base / d).mkdir(parents=True, exist_ok=True)
     for d in MODEL_FOLDERS:
@@ -54,18 +55,36 @@ def prepare_base_dir(base: Path, files: dict[str, list[tuple[str, Path]]] | None
         # The first-run template dialog would cover the canvas in browser runs.
         settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
     for folder, entries in (files or {}).items():
+        copy = folder == "input"
         for name, src in entries:
-            dest = base / folder / name
+            src, dest = Path(src).resolve(), base / folder / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_symlink() or dest.exists():
-                if dest.resolve() == Path(src).resolve():
+                if (_same_tree(dest, src) if copy else dest.resolve() == src):
                     continue
                 if dest.is_dir() and not dest.is_symlink():
                     shutil.rmtree(dest)
                 else:
                     dest.unlink()
-            dest.symlink_to(Path(src).resolve(), target_is_directory=Path(src).is_dir())
+            if not copy:
+                dest.symlink_to(src, target_is_directory=src.is_dir())
+            elif src.is_dir():
+                shutil.copytree(src, dest)
+            else:
+                shutil.copy2(src, dest)
     return base
+
+
+def _same_tree(dest: Path, src: Path) -> bool:
+    """Whether ``dest`` is a plain copy of ``src`` (same names, same bytes)."""
+    import filecmp
+
+    if dest.is_symlink() or dest.is_dir() != src.is_dir():
+        return False
+    if not src.is_dir():
+        return filecmp.cmp(dest, src, shallow=False)
+    names = sorted(p.name for p in src.iterdir())
+    return names == sorted(p.name for p in dest.iterdir()) and all(_same_tree(dest / n, src / n) for n in names)
 
 
 class ExecutionFailed(RuntimeError):

@@ -10,6 +10,7 @@ while the loaders and the Apply node stay cached, as they do for a user who edit
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import shutil
@@ -151,6 +152,39 @@ def bad_files(comfy_server):
     return {"nan_tensor": name}
 
 
+@pytest.fixture(scope="module")
+def bad_inputs(comfy_server, tmp_path_factory):
+    """Pose sources and a camera file in the shared server's input folder that must be refused: links leading out
+    of it (to a folder, an archive, a file, and a file inside a real folder) and archives that would cost more than
+    their poses need. The link targets are real, readable pose files outside the input folder."""
+    import zipfile
+
+    from tests.fixtures.dreampose import pose_bomb_zip
+    from tests.unit.test_cameractrl import pose_text
+
+    inputs, outside = comfy_server.base / "input", tmp_path_factory.mktemp("outside-input")
+    poses = uv_sequence_folder(2, 80, 64, seed=5)
+    shutil.copytree(poses, outside / "poses")
+    shutil.make_archive(str(outside / "poses"), "zip", poses)
+    (outside / "orbit.txt").write_text(pose_text(4))
+    mixed = inputs / "hostile_mixed_poses"
+    shutil.rmtree(mixed, ignore_errors=True)
+    mixed.mkdir()
+    shutil.copy(poses / "frame_0_densepose.npy", mixed)
+    links = {"hostile_linked_out": outside / "poses", "hostile_linked_out.zip": outside / "poses.zip",
+             "hostile_linked_out.txt": outside / "orbit.txt",
+             "hostile_mixed_poses/frame_1_densepose.npy": outside / "poses" / "frame_1_densepose.npy"}
+    for name, target in links.items():
+        (inputs / name).unlink(missing_ok=True)
+        (inputs / name).symlink_to(target, target_is_directory=target.is_dir())
+    shutil.copy(pose_bomb_zip(), inputs / "hostile_bomb.zip")
+    # a 6x8 map followed by 64 MB of zeros that its header does not declare
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 8, 6), np.float32))
+    with zipfile.ZipFile(inputs / "hostile_padded.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("frame_0_densepose.npy", buf.getvalue() + bytes(64 * 2**20))
+
+
 # -- the cases --------------------------------------------------------------------------------------------------
 
 def _set(node: str, **inputs):
@@ -177,6 +211,14 @@ def _with_context(**inputs):
                               "fuse_method": "pyramid", **inputs}}
         p["7"]["inputs"]["model"] = ["21", 0]
         p["6"]["inputs"]["batch_size"] = 8
+        return p
+    return edit
+
+
+def _camera(**inputs):
+    def edit(_):
+        p = shrink_api_prompt(api_workflow("animatediff_cameractrl"), seed=0)
+        p["5"]["inputs"].update(inputs)
         return p
     return edit
 
@@ -280,11 +322,24 @@ CASES = {
                           "save_name", "is the name of a released model"),
     "save_name_linked": (AD, _training("../x", linked=True), "AnimaPose_TrainMotionModule", "save_name",
                          "the folder part '..'"),
+    # paths and archives (files from the bad_inputs fixture), refused when queued
+    "pose_folder_link_out": (DP, _set("6", folder="hostile_linked_out"), "AnimaPose_LoadDensePoseUV", "folder",
+                             "leads outside ComfyUI's input folder"),
+    "pose_archive_link_out": (DP, _set("6", folder="hostile_linked_out.zip"), "AnimaPose_LoadDensePoseUV", "folder",
+                              "leads outside ComfyUI's input folder"),
+    "pose_file_link_out": (DP, _set("6", folder="hostile_mixed_poses"), "AnimaPose_LoadDensePoseUV", "folder",
+                           "'frame_1_densepose.npy' is a link that leads outside ComfyUI's input folder"),
+    "pose_archive_bomb": (DP, _set("6", folder="hostile_bomb.zip"), "AnimaPose_LoadDensePoseUV", "folder",
+                          "unpacks to 512 MB"),
+    "pose_archive_padded": (DP, _set("6", folder="hostile_padded.zip"), "AnimaPose_LoadDensePoseUV", "folder",
+                            "header describes"),
+    "camera_file_link_out": (AD, _camera(pose_file="hostile_linked_out.txt"), "AnimaPose_CameraTrajectory",
+                             "pose_file", "leads outside ComfyUI's input folder"),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_hostile_input(comfy_server, bad_files, canary, display_names, case):
+def test_hostile_input(comfy_server, bad_files, bad_inputs, canary, display_names, case):
     base, edit, node_class, input_name, problem = CASES[case]
     prompt = edit(txt2vid() if base == AD else pose_to_video())
     with pytest.raises(ExecutionFailed) as err:
@@ -325,8 +380,8 @@ def test_failed_graph_keeps_motion(comfy_server, canary):
 def test_odd_pose_size_encodes(comfy_server):
     """Poses of 65x81 sample and save as MP4 (H.264 needs even sizes; the decode gives 64x80)."""
     folder = comfy_server.base / "input" / "odd_poses"
-    if not folder.exists():
-        folder.symlink_to(uv_sequence_folder(4, 81, 65, seed=3), target_is_directory=True)
+    if not folder.exists():  # a copy: links leading out of the input folder are refused
+        shutil.copytree(uv_sequence_folder(4, 81, 65, seed=3), folder)
     prompt = pose_to_video()
     prompt["6"]["inputs"]["folder"] = "odd_poses"
     prompt["11"]["inputs"]["steps"] = 1

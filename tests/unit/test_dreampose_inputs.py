@@ -121,7 +121,7 @@ def test_folder_and_archive_give_the_same_sequence(input_dir):
     assert a.shape == (4, 2, 8, 6)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(a[3], torch.from_numpy(_uv(10)))  # natural order: 0, 1, 2, 10
-    assert check_pose_source(resolve_pose_source(str(input_dir), "dance.zip")) == 4
+    assert check_pose_source(str(input_dir), "dance.zip") == 4
 
 
 @pytest.mark.parametrize("value", ["../secret", "/etc", "dance/../../secret", "..", "C:/Windows", "\\\\server\\x",
@@ -136,14 +136,14 @@ def test_paths_outside_the_input_folder_are_refused(input_dir, value):
 
 def test_bad_sources_fail_the_cheap_check(input_dir):
     with pytest.raises(AnimaPoseError, match="holds no .npy"):
-        check_pose_source(resolve_pose_source(str(input_dir), "empty"))
+        check_pose_source(str(input_dir), "empty")
     with pytest.raises(AnimaPoseError, match="not a folder or a .zip"):
         resolve_pose_source(str(input_dir), "photo.png")
     with pytest.raises(AnimaPoseError, match="does not exist"):
         resolve_pose_source(str(input_dir), "nope")
     np.save(input_dir / "dance" / "frame_3_densepose.npy", np.zeros((3, 8, 6), np.float32))  # IUV, not UV
     with pytest.raises(AnimaPoseError, match=r"shape \(2, H, W\)"):
-        check_pose_source(resolve_pose_source(str(input_dir), "dance"))
+        check_pose_source(str(input_dir), "dance")
 
 
 def test_archive_with_pickled_array_is_refused(input_dir):
@@ -153,3 +153,111 @@ def test_archive_with_pickled_array_is_refused(input_dir):
         zf.writestr("frame_0_densepose.npy", buf.getvalue())
     with pytest.raises(AnimaPoseError):
         load_pose_source(str(input_dir), "evil.zip")
+
+
+# -- archives that would cost more than their poses need ----------------------------------------------------------
+
+def _refused_quickly(call, words: str, peak_mb: float = 16.0):
+    """The refusal names the input, the problem and a fix, takes under 2 s, and allocates almost nothing (numpy
+    reports its arrays to tracemalloc, so unpacking the data would show)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(AnimaPoseError) as e:
+            call()
+        seconds = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    assert e.value.input_name == "folder" and words in e.value.problem and e.value.fix, str(e.value)
+    assert seconds < 2.0, f"took {seconds:.1f} s"
+    assert peak < peak_mb, f"allocated {peak:.0f} MB"
+    return e.value
+
+
+def _npy_bytes(header: dict, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + data
+
+
+def test_archive_declaring_a_512_mb_map_is_refused_before_unpacking(input_dir):
+    """About 500 KB packed, one (2, 8192, 8184) float32 map of zeros (512 MB, under the old 512 MiB member limit):
+    refused from the archive's directory when the prompt is queued and when it is read."""
+    import shutil
+
+    from tests.fixtures.dreampose import pose_bomb_zip
+
+    shutil.copy(pose_bomb_zip(), input_dir / "bomb.zip")
+    assert (input_dir / "bomb.zip").stat().st_size < 2**20
+    for call in (check_pose_source, load_pose_source):
+        err = _refused_quickly(lambda call=call: call(str(input_dir), "bomb.zip", "folder"), "unpacks to 512 MB")
+        assert "frame_0_densepose.npy" in err.problem and "4096x4096" in err.problem
+
+
+def _zip(path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+F32 = {"descr": "<f4", "fortran_order": False}
+
+
+@pytest.mark.parametrize("data, words", [
+    # a small map padded with 64 MB of zeros: more than its header needs
+    (_npy_bytes({**F32, "shape": (2, 8, 6)}, _uv(0).tobytes() + bytes(64 * 2**20)), "header describes"),
+    (_npy_bytes({**F32, "shape": (2, 8, 6)}, _uv(0).tobytes()[:100]), "header describes"),  # cut short
+    (_npy_bytes({**F32, "shape": (2, 5000, 10)}, bytes(2 * 5000 * 10 * 4)), "1 to 4096 pixels a side"),
+    (_npy_bytes({**F32, "shape": (2, 0, 6)}, b""), "1 to 4096 pixels a side"),
+    (_npy_bytes({"descr": "<f16", "fortran_order": False, "shape": (2, 8, 6)}, bytes(2 * 8 * 6 * 16)), "float128"),
+    # a version 2 header that claims to be 2 GB long: only 64 KB of it is ever read
+    (b"\x93NUMPY\x02\x00" + (2**31).to_bytes(4, "little") + bytes(64 * 2**20), "not a readable .npy"),
+])
+def test_archive_members_are_checked_from_their_headers(input_dir, data, words):
+    _zip(input_dir / "odd.zip", {"frame_0_densepose.npy": data})
+    for call in (check_pose_source, load_pose_source):
+        _refused_quickly(lambda call=call: call(str(input_dir), "odd.zip", "folder"), words)
+
+
+def test_folder_files_are_checked_from_their_headers(input_dir):
+    """A folder's files follow the same rules; a sparse file declaring a 512 MB map is refused without reading."""
+    folder = input_dir / "huge"
+    folder.mkdir()
+    with open(folder / "frame_0_densepose.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {**F32, "shape": (2, 8192, 8184)})
+        f.truncate(f.tell() + 2 * 8192 * 8184 * 4)
+    for call in (check_pose_source, load_pose_source):
+        _refused_quickly(lambda call=call: call(str(input_dir), "huge", "folder"), "8184x8192 pose map")
+    (input_dir / "dance" / "frame_1_densepose.npy").write_bytes(_npy_bytes({**F32, "shape": (2, 8, 6)}, b"\0" * 9))
+    _refused_quickly(lambda: load_pose_source(str(input_dir), "dance", "folder"), "header describes")
+
+
+def test_sequence_limits(input_dir, monkeypatch):
+    """The float32 sequence the loader returns (frames x 2 x H x W x 4 bytes) and the number of maps are capped;
+    the limits are checked before any data is read."""
+    from animapose.dreampose import pose_sources
+
+    monkeypatch.setattr(pose_sources, "MAX_POSE_BYTES", 3 * 2 * 8 * 6 * 4)  # three of the 8x6 maps
+    for value in ("dance", "dance.zip"):
+        _refused_quickly(lambda value=value: check_pose_source(str(input_dir), value, "folder"),
+                         "4 pose maps of 6x8, 0.0 GB as float32")
+    monkeypatch.setattr(pose_sources, "MAX_POSE_BYTES", 4 * 2 * 8 * 6 * 4)
+    assert check_pose_source(str(input_dir), "dance.zip") == 4
+    monkeypatch.setattr(pose_sources, "MAX_FRAMES", 3)
+    for value in ("dance", "dance.zip"):
+        _refused_quickly(lambda value=value: load_pose_source(str(input_dir), value, "folder"), "at most 3 are read")
+
+
+def test_fortran_order_and_float64_maps_load_like_float32(input_dir):
+    folder = input_dir / "orders"
+    folder.mkdir()
+    np.save(folder / "frame_0_densepose.npy", np.asfortranarray(_uv(0)))
+    np.save(folder / "frame_1_densepose.npy", _uv(1).astype(np.float64))
+    out = load_pose_source(str(input_dir), "orders")
+    assert out.dtype == torch.float32 and out.shape == (2, 2, 8, 6)
+    np.testing.assert_array_equal(out[0].numpy(), _uv(0))
+    np.testing.assert_array_equal(out[1].numpy(), _uv(1))

@@ -20,7 +20,8 @@ PURE = ["animapose.errors", "animapose.checkpoints", "animapose.numerics", "anim
         "animapose.dreampose.training", "animapose.densepose.model", "animapose.densepose.convert",
         "animapose.densepose.sequence", "animapose.densepose.estimate", "animapose.synthetic",
         "animapose.synthetic.people", "animapose.synthetic.people_metrics", "animapose.synthetic.people_vae",
-        "animapose.synthetic.shapes", "animapose.synthetic.analyse", "animapose.training.settings"]
+        "animapose.synthetic.shapes", "animapose.synthetic.analyse", "animapose.training.settings",
+        "animapose.paths", "animapose.dreampose.pose_sources"]
 COMFY = ("comfy", "comfy_api", "folder_paths", "nodes")
 
 
