@@ -93,6 +93,21 @@ class PackNode(io.ComfyNode):
             cls.execute = classmethod(_checked(own.__func__))
 
 
+def queue_check(node_cls, values: dict, check=None) -> bool | str:
+    """The body of a node's ``validate_inputs``, which ComfyUI runs when the prompt is queued, before anything runs.
+    ComfyUI skips its own range and choice checks for the inputs ``validate_inputs`` names, so those are repeated
+    first; then ``check()`` runs the parser the node's ``execute`` uses, so both refuse the same values. A linked
+    input arrives as None (its value exists only when the graph runs; ``execute`` checks it then). Returns True or
+    the message naming node, input, problem and fix."""
+    try:
+        check_inputs(node_cls, {k: v for k, v in values.items() if v is not None})
+        if check is not None:
+            check()
+    except AnimaPoseError as e:
+        return str(e.for_node(node_cls.DISPLAY))
+    return True
+
+
 def _checked(execute):
     @functools.wraps(execute)
     def run(cls, *args, **kwargs):

@@ -34,7 +34,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
-from ..numerics import warn_if_not_finite
+from ..numerics import check_model_output, warn_if_not_finite
 from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, lcm_i2v, residency, schedules
 from .detect import (
     DIFFUSERS_SCOPE,
@@ -47,7 +47,7 @@ from .detect import (
 from .module import MotionModelSet, MotionModule, group_norm_frames
 from .multival import MotionKeyframe, as_multival
 from .prompt_travel import check_conditioning_frames
-from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, stages_of
+from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, non_finite_error, sigma_of, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,15 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
         # the ResNet GroupNorms pool over frames only while this motion model is in its step range
         state.frames = frames if stage.begin_call(transformer_options, frames) else None
         try:
-            return executor(x, *args, **kwargs)
+            out = executor(x, *args, **kwargs)
         finally:
             state.frames = None
             stage.end_call()
+        # the first non-finite output fails the run, naming the likely control, instead of a black video
+        check_model_output(x, out, lambda: non_finite_error(
+            stages_of(transformer_options.get("patches", {}).get("forward_timestep_embed_patch")) or [stage],
+            sigma_of(transformer_options)))
+        return out
 
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
