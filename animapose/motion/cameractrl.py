@@ -154,8 +154,9 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
             plucker = trajectory.plucker(h * net.encoder.downscale, w * net.encoder.downscale, index)
             with torch.no_grad():
                 out = net.encoder(plucker.to(device=device, dtype=dtype))
-            # once per window and size: a non-finite feature would turn every frame black without a word
-            if not all(bool(torch.isfinite(f).all()) for f in out):
+            # once per window and size: a non-finite feature would turn every frame black without a word (skipped
+            # while torch.compile traces the UNet, where reading a value would break its graph)
+            if not torch.compiler.is_compiling() and not all(bool(torch.isfinite(f).all()) for f in out):
                 raise AnimaPoseError("camera", f"the camera encoder turned {trajectory.describe()} into NaN or "
                                      f"infinite features (in {dtype})", "check the pose file's numbers (a pose far "
                                      "from the others, a tiny focal length), or run the UNet in bf16 or fp32 instead "

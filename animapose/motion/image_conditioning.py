@@ -60,6 +60,7 @@ def attach(m, motion) -> None:
     m.add_patches({CONV_KEY: ("diff", (diff, {"pad_weight": True, KEY: True}))}, 1.0)
     m.set_attachments(KEY, PIAMarker(motion.name, int(weight.shape[0])))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _check_channels)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, _check_concat)
 
 
 def detach(m) -> None:
@@ -74,6 +75,7 @@ def detach(m) -> None:
             m.patches_uuid = uuid.uuid4()
     m.remove_attachments(KEY)
     m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY)
 
 
 def _is_ours(value) -> bool:
@@ -88,14 +90,20 @@ def _check_channels(executor, x, *args, **kwargs):
             "motion_model", f"PIA reads the picture through {EXTRA_CHANNELS} extra input channels, but the UNet got "
             f"{x.shape[1]} channels", f"sample with the positive and negative conditioning from '{PIA_NODE}'",
             node="Apply AnimateDiff Motion Model")
-    check_pia_channels(x[:, LATENT_CHANNELS:])
     return executor(x, *args, **kwargs)
+
+
+def _check_concat(executor, x, t, c_concat=None, *args, **kwargs):
+    # an APPLY_MODEL wrapper: it reads values, which inside a torch.compile'd diffusion model would break its graph
+    if isinstance(c_concat, torch.Tensor) and c_concat.shape[1] == EXTRA_CHANNELS:
+        check_pia_channels(c_concat)
+    return executor(x, t, c_concat, *args, **kwargs)
 
 
 def check_pia_channels(extra: torch.Tensor) -> None:
     """Backstop for values that reached the UNet without passing the PIA node's checks (a conditioning edited by
     another node): an affinity outside 0..1 or a non-finite picture latent makes PIA's UNet output NaN, i.e. black
-    frames. Two reductions over a (batch, 5, h, w) tensor per UNet call."""
+    frames. Two reductions over a (batch, 5, h, w) tensor per model call, before the UNet runs."""
     affinity = extra[:, :1]
     low, high = float(affinity.min()), float(affinity.max())
     if not (AFFINITY_MIN <= low and high <= AFFINITY_MAX):  # also catches NaN, which compares false

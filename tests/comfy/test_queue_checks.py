@@ -71,3 +71,26 @@ def test_non_booleans_are_refused_by_the_on_prompt_handler():
         bool(prompt["4"]["inputs"]["gradient_checkpointing"])
     assert prompt["5"]["inputs"]["closed_loop"] == "maybe" and type(prompt["5"]["inputs"]["closed_loop"]) is str
     assert booleans.refuse_non_booleans({"no_prompt": 1}) == {"no_prompt": 1}
+
+
+def test_runtime_messages_use_the_display_names():
+    """Errors raised during sampling name a node by the runtime's own constant (no node layer adds it there): each
+    must be the display name the user sees."""
+    from animapose.dreampose.guidance import GUIDER_NODE
+    from animapose.motion.affinity import PIA_NODE
+    from animapose.motion.camera_poses import TRAJECTORY_NODE
+    from animapose.motion.cameractrl import APPLY_NODE as CAMERA_APPLY
+    from animapose.motion.keyframe_indices import KEYFRAMES_NODE
+    from animapose.motion.multival import MULTIVAL_NODE
+    from animapose.motion.prompt_travel import NODE as TRAVEL_NODE
+    from animapose.motion.stages import APPLY_NODE
+
+    ad, i2v, controls, camera, dreampose = (_pack(m) for m in ("animatediff", "animatediff_i2v",
+                                                               "animatediff_controls", "animatediff_camera",
+                                                               "dreampose"))
+    assert ad.ApplyMotionModel.DISPLAY == APPLY_NODE
+    assert (i2v.PIAImage.DISPLAY, i2v.SparseCtrlKeyframes.DISPLAY) == (PIA_NODE, KEYFRAMES_NODE)
+    assert i2v.LoadSparseCtrl.DISPLAY == "Load AnimateDiff SparseCtrl"
+    assert (controls.MotionMultival.DISPLAY, controls.PromptTravel.DISPLAY) == (MULTIVAL_NODE, TRAVEL_NODE)
+    assert (camera.CameraTrajectory.DISPLAY, camera.ApplyCameraCtrl.DISPLAY) == (TRAJECTORY_NODE, CAMERA_APPLY)
+    assert dreampose.DreamPoseGuider.DISPLAY == GUIDER_NODE
