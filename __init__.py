@@ -9,7 +9,8 @@ WEB_DIRECTORY = "./js"
 
 
 async def comfy_entrypoint():
-    from .nodes import AnimaPoseExtension, register_model_folders
+    from .nodes import AnimaPoseExtension, register_model_folders, register_prompt_checks
 
     register_model_folders()
+    register_prompt_checks()
     return AnimaPoseExtension()

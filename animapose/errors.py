@@ -11,6 +11,11 @@ from __future__ import annotations
 
 
 class AnimaPoseError(ValueError):
+    # ComfyUI reports an error's type as its module and class name. The pack is imported under its folder's
+    # absolute path, which would show the server's directory layout to every client and change with the install
+    # place; this name is the same everywhere.
+    __module__ = "animapose.errors"
+
     def __init__(self, input_name: str, problem: str, fix: str, node: str | None = None):
         self.input_name = input_name
         self.problem = problem.rstrip(".")

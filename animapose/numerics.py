@@ -24,6 +24,21 @@ def warn_if_not_finite(latent: torch.Tensor, where: str) -> bool:
     return finite
 
 
+def check_model_output(x: torch.Tensor, out, blame) -> None:
+    """Backstop inside sampling: raises at the first model call whose output holds NaN or infinity, instead of
+    letting it spread to every pixel of the result (a black video). One reduction and one device sync per call.
+    ``blame()`` builds the error naming the pack node and input most likely at fault; when the input ``x`` was
+    already not finite, the latent given to the sampler (or the sampler's own arithmetic) is named instead."""
+    if not isinstance(out, torch.Tensor) or bool(torch.isfinite(out).all()):
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise AnimaPoseError("latent_image", "the latent reaching the model already holds NaN or infinite values, so "
+                             "every frame would come out black", "check the nodes that make or change the latent "
+                             "before the sampler (a VAE Encode of a broken picture, a latent upscale) and the "
+                             "sampler's settings (a very high CFG)")
+    raise blame()
+
+
 _checked_files: dict[tuple[str, int, int], str | None] = {}
 
 

@@ -14,11 +14,19 @@ from . import (
 )
 from .common import register_model_folders
 
+ALL_NODES = [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_camera.NODES,
+             *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
+
 
 class AnimaPoseExtension(ComfyExtension):
     async def get_node_list(self):
-        return [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_camera.NODES,
-                *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
+        return list(ALL_NODES)
 
 
-__all__ = ["AnimaPoseExtension", "register_model_folders"]
+def register_prompt_checks() -> None:
+    from . import boolean_inputs
+
+    boolean_inputs.register()
+
+
+__all__ = ["ALL_NODES", "AnimaPoseExtension", "register_model_folders", "register_prompt_checks"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
-from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, check_inputs, full_path, node_errors
+from ..animapose.motion import MAX_FRAMES
+from ..animapose.motion.camera_poses import TRAJECTORY_NODE
+from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors, queue_check
 
 CameraCtrlType = io.Custom("ANIMAPOSE_CAMERACTRL")
 CameraTrajectoryType = io.Custom("ANIMAPOSE_CAMERA_TRAJECTORY")
@@ -62,7 +64,7 @@ class LoadCameraCtrl(PackNode):
 
 
 class CameraTrajectory(PackNode):
-    DISPLAY = "CameraCtrl Camera Move (pan/zoom/orbit)"
+    DISPLAY = TRAJECTORY_NODE
 
     @classmethod
     def define_schema(cls):
@@ -80,16 +82,18 @@ class CameraTrajectory(PackNode):
             inputs=[
                 io.Combo.Input("preset", options=PRESET_NAMES, default="zoom in",
                                tooltip="The camera move when no pose file is chosen; frame 0 is the starting view."),
-                io.Int.Input("frames", default=16, min=1, max=4096,
-                             tooltip="Frames of the preset move; at least the latent's frame count (CameraCtrl was "
-                                     "trained on 16)."),
+                io.Int.Input("frames", default=16, min=1, max=MAX_FRAMES,
+                             tooltip="Frames of the preset move: the latent's frame count, which is checked before "
+                                     "sampling as Prompt Travel's frames are (CameraCtrl was trained on 16)."),
                 io.Float.Input("speed", default=1.0, min=-10.0, max=10.0, step=0.05,
                                tooltip="Scales each step of the preset (1: 0.1 scene units or 2 degrees per frame; "
                                        "negative reverses the move)."),
                 io.Combo.Input("pose_file", options=_pose_files(), default=NO_FILE,
                                tooltip="A .txt pose file in ComfyUI's input folder (press R after adding one); it "
-                                       "replaces the preset. Paths outside the input folder, and links leading out of it, "
-                                       "are refused."),
+                                       "replaces the preset. It needs at least as many poses as the latent has "
+                                       "frames (a longer file: the clip follows its first poses), at most 4096. "
+                                       "Checked when the prompt is queued; paths outside the input folder, and links "
+                                       "leading out of it, are refused."),
                 io.Int.Input("pose_width", default=POSE_WIDTH, min=1, max=16384, optional=True,
                              tooltip="Width of the video the pose file was taken from (RealEstate10K: 1280); its "
                                      "intrinsics are fractions of it."),
@@ -101,23 +105,11 @@ class CameraTrajectory(PackNode):
         )
 
     @classmethod
-    def validate_inputs(cls, pose_file):
-        # Runs when the prompt is queued, so a pose file that leads out of the input folder or does not parse fails
-        # before anything runs; execute reads it again (the folder can change in between).
-        # (ComfyUI skips its own combo check for inputs named here, so the list check is repeated.)
-        import folder_paths
-
-        from ..animapose.errors import AnimaPoseError
-        from ..animapose.motion.camera_poses import load_pose_file
-
-        try:
-            if pose_file != NO_FILE:
-                # the path guard first, so an escape attempt is named as such rather than as "not in the list"
-                load_pose_file(folder_paths.get_input_directory(), pose_file)
-            check_inputs(cls, {"pose_file": pose_file})
-        except AnimaPoseError as e:
-            return str(e.for_node(cls.DISPLAY))
-        return True
+    def validate_inputs(cls, pose_file=None):
+        # the file's own checks first (path guard, then its numbers), so an escape or a bad pose is named as such;
+        # then the list check that ComfyUI skips for an input named here
+        problem = queue_check(cls, {}, lambda: _read_pose_file(pose_file))
+        return problem if problem is not True else queue_check(cls, {"pose_file": pose_file})
 
     @classmethod
     def execute(cls, preset: str, frames: int, speed: float, pose_file: str, pose_width: int | None = None,
@@ -133,6 +125,16 @@ class CameraTrajectory(PackNode):
                 trajectory = load_pose_file(folder_paths.get_input_directory(), pose_file, pose_width or POSE_WIDTH,
                                             pose_height or POSE_HEIGHT)
         return io.NodeOutput(trajectory, ui=ui.PreviewText(trajectory.describe()))
+
+
+def _read_pose_file(name):
+    if not isinstance(name, str) or name == NO_FILE:  # not a name: the list check reports it
+        return None
+    import folder_paths
+
+    from ..animapose.motion.camera_poses import load_pose_file
+
+    return load_pose_file(folder_paths.get_input_directory(), name)
 
 
 class ApplyCameraCtrl(PackNode):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io, ui
 
-from .common import MOTION_CATEGORY, PREFIX, PackNode, node_errors
+from ..animapose.motion import MAX_FRAMES
+from ..animapose.motion.multival import MULTIVAL_NODE, VALUE_MAX, VALUE_MIN
+from ..animapose.motion.prompt_travel import NODE as PROMPT_TRAVEL_NODE
+from .common import MOTION_CATEGORY, PREFIX, PackNode, node_errors, queue_check
 
 MultivalType = io.Custom("ANIMAPOSE_MULTIVAL")
 KeyframesType = io.Custom("ANIMAPOSE_MOTION_KEYFRAMES")
@@ -13,7 +16,7 @@ CONTROLS_CATEGORY = f"{MOTION_CATEGORY}/controls"
 
 
 class PromptTravel(PackNode):
-    DISPLAY = "AnimateDiff Prompt Travel"
+    DISPLAY = PROMPT_TRAVEL_NODE
 
     @classmethod
     def define_schema(cls):
@@ -33,8 +36,9 @@ class PromptTravel(PackNode):
                 io.String.Input("text", multiline=True, default="0: a cat walking in a garden\n16: a dog walking in a garden",
                                 tooltip="One keyframe per line, 'frame: prompt' (frames count from 0; FizzNodes' "
                                         "'\"16\": \"a dog\",' works too). Frames before the first keyframe and after "
-                                        "the last hold their prompt."),
-                io.Int.Input("frames", default=16, min=1, max=4096,
+                                        "the last hold their prompt. At most 20,000 characters; checked when the "
+                                        "prompt is queued."),
+                io.Int.Input("frames", default=16, min=1, max=MAX_FRAMES,
                              tooltip="Frames of the clip: the batch size of the latent you sample (checked before "
                                      "sampling)."),
                 io.Combo.Input("interpolation", options=INTERPOLATIONS, default="linear",
@@ -44,6 +48,13 @@ class PromptTravel(PackNode):
             outputs=[io.Conditioning.Output(display_name="conditioning",
                                             tooltip="Per-frame conditioning for the positive input of a sampler.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, text=None, frames=None):
+        from ..animapose.motion.prompt_travel import parse_schedule
+
+        return queue_check(cls, {"text": text, "frames": frames},
+                           lambda: text is None or parse_schedule(text, frames))
 
     @classmethod
     def execute(cls, clip, text: str, frames: int, interpolation: str) -> io.NodeOutput:
@@ -62,7 +73,7 @@ class PromptTravel(PackNode):
 
 
 class MotionMultival(PackNode):
-    DISPLAY = "AnimateDiff Motion Multival"
+    DISPLAY = MULTIVAL_NODE
 
     @classmethod
     def define_schema(cls):
@@ -74,17 +85,25 @@ class MotionMultival(PackNode):
                 "A motion amount that can vary over frames and space, for the effect_multival / scale_multival inputs "
                 "of 'Apply AnimateDiff Motion Model' and 'AnimateDiff Motion Keyframe': value x per-frame values x mask."),
             inputs=[
-                io.Float.Input("value", default=1.0, min=-10.0, max=10.0, step=0.01,
+                io.Float.Input("value", default=1.0, min=VALUE_MIN, max=VALUE_MAX, step=0.01,
                                tooltip="The constant part (alone, it behaves exactly like the plain float input)."),
                 io.String.Input("per_frame", default="", multiline=False,
                                 tooltip="Optional per-frame factors: one value per frame ('1, 0.9, 0.8, ...') or "
-                                        "keyframes by frame ('0: 1.0, 16: 0.3'), linear in between, held outside."),
+                                        "keyframes by frame ('0: 1.0, 16: 0.3'), linear in between, held outside. "
+                                        f"Factors lie in {VALUE_MIN:g}..{VALUE_MAX:g} like 'value' (checked when the "
+                                        "prompt is queued); their count must fit the sampled clip."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Optional MASK: one per frame (or one for all), resized to each level of the "
                                       "UNet; white keeps the value, black turns it to 0 there."),
             ],
             outputs=[MultivalType.Output(display_name="multival", tooltip="The multival.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, per_frame=None):
+        from ..animapose.motion.multival import parse_per_frame
+
+        return queue_check(cls, {"per_frame": per_frame}, lambda: per_frame is None or parse_per_frame(per_frame))
 
     @classmethod
     def execute(cls, value: float, per_frame: str, mask=None) -> io.NodeOutput:

@@ -6,7 +6,10 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
-from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors
+from ..animapose.motion import MAX_FRAMES
+from ..animapose.motion.affinity import PIA_NODE
+from ..animapose.motion.keyframe_indices import KEYFRAMES_NODE
+from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors, queue_check
 
 CONTROLNET_FOLDER = "controlnet"  # ComfyUI's own; Advanced-ControlNet users keep SparseCtrl files there too
 
@@ -18,11 +21,11 @@ def _files(folder: str) -> list[str]:
 
 
 class PIAImage(PackNode):
-    DISPLAY = "AnimateDiff PIA Image (picture to video)"
+    DISPLAY = PIA_NODE
 
     @classmethod
     def define_schema(cls):
-        from ..animapose.motion.image_conditioning import PRESET_NAMES
+        from ..animapose.motion.affinity import PRESET_NAMES
 
         return io.Schema(
             node_id=PREFIX + "PIAImage",
@@ -40,15 +43,18 @@ class PIAImage(PackNode):
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE, to encode the picture."),
                 io.Image.Input("image", tooltip="The picture to animate (the first of a batch); it becomes frame 0. "
                                                 "PIA was trained at 512x512."),
-                io.Int.Input("frames", default=16, min=1, max=4096,
+                io.Int.Input("frames", default=16, min=1, max=MAX_FRAMES,
                              tooltip="Frames to render (PIA's motion module has 32 positions; use context windows "
                                      "for more)."),
                 io.Combo.Input("affinity", options=PRESET_NAMES, default=PRESET_NAMES[1],
                                tooltip="PIA's presets: how much each frame may move away from the picture. Loops return "
                                        "to it at frame 16; style-transfer presets follow it loosely."),
                 io.String.Input("custom_affinity", default="", optional=True,
-                                tooltip="Optional per-frame values (comma-separated, frame 0 first, the last value "
-                                        "repeats), e.g. '1.0, 0.9, 0.8'. Replaces the preset when filled."),
+                                tooltip="Optional per-frame values (comma-separated, frame 0 first), e.g. '1.0, "
+                                        "0.9, 0.8'. Replaces the preset when filled. Each lies in 0..1 (1: the frame "
+                                        "is the picture); at most 'frames' values, and with fewer the last value "
+                                        "repeats for the remaining frames, as PIA's own code pads its presets. "
+                                        "Checked when the prompt is queued."),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="The prompt's conditioning with PIA's inputs."),
@@ -56,6 +62,13 @@ class PIAImage(PackNode):
                 io.Latent.Output(display_name="latent", tooltip="An empty latent of the clip, at the picture's size."),
             ],
         )
+
+    @classmethod
+    def validate_inputs(cls, frames=None, custom_affinity=None):
+        from ..animapose.motion.affinity import parse_affinity
+
+        return queue_check(cls, {"frames": frames, "custom_affinity": custom_affinity},
+                           lambda: not (custom_affinity or "").strip() or parse_affinity(custom_affinity, frames))
 
     @classmethod
     def execute(cls, model, positive, negative, vae, image, frames: int, affinity: str,
@@ -92,7 +105,7 @@ class AnimateLCMI2VImage(PackNode):
                 io.Vae.Input("vae", tooltip="The checkpoint's VAE, to encode the picture."),
                 io.Image.Input("image", tooltip="The picture to animate (the first of a batch). AnimateLCM-I2V was "
                                                 "trained at 512x512."),
-                io.Int.Input("frames", default=16, min=1, max=4096,
+                io.Int.Input("frames", default=16, min=1, max=MAX_FRAMES,
                              tooltip="Frames to render (the motion modules have 64 positions; the authors' demo "
                                      "renders 12-20; use context windows for long clips)."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.01,
@@ -162,7 +175,7 @@ class LoadSparseCtrl(PackNode):
 
 
 class SparseCtrlKeyframes(PackNode):
-    DISPLAY = "AnimateDiff SparseCtrl Keyframes"
+    DISPLAY = KEYFRAMES_NODE
 
     @classmethod
     def define_schema(cls):
@@ -178,10 +191,19 @@ class SparseCtrlKeyframes(PackNode):
                 io.ControlNet.Input("control_net", tooltip="A SparseCtrl encoder from 'Load AnimateDiff SparseCtrl'."),
                 io.String.Input("frame_indices", default="0, -1",
                                 tooltip="Frame numbers, comma-separated, one per hint image; negative numbers count "
-                                        "from the end (-1 = last frame). Empty: spread the images evenly."),
+                                        "from the end (-1 = last frame). Empty: spread the images evenly. Each "
+                                        "number once; whole numbers are checked when the prompt is queued, and "
+                                        "against the clip's length and the hint images when it is sampled."),
             ],
             outputs=[io.ControlNet.Output(display_name="control_net", tooltip="The encoder with its keyframe frames set.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, frame_indices=None):
+        from ..animapose.motion.keyframe_indices import parse_frame_indices
+
+        return queue_check(cls, {"frame_indices": frame_indices},
+                           lambda: frame_indices is None or parse_frame_indices(frame_indices))
 
     @classmethod
     def execute(cls, control_net, frame_indices: str) -> io.NodeOutput:

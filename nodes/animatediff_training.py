@@ -18,7 +18,6 @@ from .common import (
     MOTION_MODELS_FOLDER,
     PREFIX,
     PackNode,
-    check_inputs,
     checked_output_name,
     node_errors,
     queue_check,
@@ -130,12 +129,7 @@ class TrainMotionModule(PackNode):
     def validate_inputs(cls, save_name, mode):
         # Runs when the prompt is queued: a name that cannot be saved fails before any step is trained, not after.
         # (ComfyUI skips its own checks for inputs named here, so the mode's list check is repeated.)
-        def check():
-            if mode is not None:
-                check_inputs(cls, {"mode": mode})
-            if save_name is not None:
-                _save_name(save_name, mode)
-        return queue_check(cls, check)
+        return queue_check(cls, {"mode": mode}, lambda: save_name is None or _save_name(save_name, mode))
 
     @classmethod
     def execute(cls, model, clip, vae, images, captions, frames_per_video, mode, steps, learning_rate, lora_rank,

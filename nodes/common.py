@@ -93,16 +93,6 @@ def checked_output_name(value, input_name: str, folder: str | None, *, optional:
                              listed=folder_paths.folder_names_and_paths[folder][1], label=f"models/{folder}")
 
 
-def queue_check(node_cls, check) -> bool | str:
-    """What a ``validate_inputs`` returns to ComfyUI: True, or the message of the AnimaPoseError ``check()`` raised,
-    with the node's name. Linked inputs are None when the prompt is queued; ``check`` skips those."""
-    try:
-        check()
-    except AnimaPoseError as e:
-        return str(e.for_node(node_cls.DISPLAY))
-    return True
-
-
 class PackNode(io.ComfyNode):
     """Base of every node of the pack: before ``execute`` runs, each widget value is checked against the node's own
     schema, because ComfyUI 0.3.75 validates neither V3 combo values nor non-finite numbers (an API client can
@@ -116,6 +106,21 @@ class PackNode(io.ComfyNode):
         own = cls.__dict__.get("execute")
         if isinstance(own, classmethod) and not getattr(own.__func__, "_animapose_checked", False):
             cls.execute = classmethod(_checked(own.__func__))
+
+
+def queue_check(node_cls, values: dict, check=None) -> bool | str:
+    """The body of a node's ``validate_inputs``, which ComfyUI runs when the prompt is queued, before anything runs.
+    ComfyUI skips its own range and choice checks for the inputs ``validate_inputs`` names, so those are repeated
+    first; then ``check()`` runs the parser the node's ``execute`` uses, so both refuse the same values. A linked
+    input arrives as None (its value exists only when the graph runs; ``execute`` checks it then). Returns True or
+    the message naming node, input, problem and fix."""
+    try:
+        check_inputs(node_cls, {k: v for k, v in values.items() if v is not None})
+        if check is not None:
+            check()
+    except AnimaPoseError as e:
+        return str(e.for_node(node_cls.DISPLAY))
+    return True
 
 
 def _checked(execute):

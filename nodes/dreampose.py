@@ -485,7 +485,7 @@ class SaveDreamPose(PackNode):
     @classmethod
     def validate_inputs(cls, filename_prefix):
         # Runs when the prompt is queued: a prefix that cannot be saved fails before a finetuning upstream runs.
-        return queue_check(cls, lambda: filename_prefix is None or _checked_prefix(filename_prefix))
+        return queue_check(cls, {}, lambda: filename_prefix is None or _checked_prefix(filename_prefix))
 
     @classmethod
     def execute(cls, model, adapter, filename_prefix, vae=None) -> io.NodeOutput:

@@ -20,7 +20,8 @@ import comfy.sd  # noqa: E402
 import torch  # noqa: E402
 
 from animapose.motion import NORM_AUTO, NORM_DIFFUSERS  # noqa: E402
-from animapose.motion.image_conditioning import affinity_schedule, pia_concat  # noqa: E402
+from animapose.motion.affinity import affinity_schedule  # noqa: E402
+from animapose.motion.image_conditioning import pia_concat  # noqa: E402
 from animapose.motion.sparsectrl import load_sparsectrl  # noqa: E402
 from tests.comfy import test_lcm_i2v as tl  # noqa: E402
 from tests.comfy import test_pia as tp  # noqa: E402

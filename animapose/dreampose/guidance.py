@@ -22,10 +22,11 @@ import functools
 import torch
 
 from ..errors import AnimaPoseError, require_finite
-from ..numerics import warn_if_not_finite
+from ..numerics import check_model_output, warn_if_not_finite
 from .poses import check_counts
 
 POSE_CHANNELS = 10
+GUIDER_NODE = "DreamPose Guider (dual CFG)"
 
 
 def _conditioning(tokens, input_name: str) -> list:
@@ -78,7 +79,10 @@ def check_pose_frames(guider, frames: int) -> None:
     for cond in guider.original_conds.get("positive", []):
         windows = cond.get("noise_concat")
         if isinstance(windows, torch.Tensor):
-            check_counts(windows.shape[0], frames, "latent")
+            try:
+                check_counts(windows.shape[0], frames, "latent")
+            except AnimaPoseError as e:  # raised inside the sampler node: name the guider that checks it
+                raise e.for_node(GUIDER_NODE) from None
             return
 
 
@@ -94,10 +98,24 @@ def _guider_class():
         def sample(self, noise, latent_image, *args, **kwargs):
             check_pose_frames(self, latent_image.shape[0])
             out = super().sample(noise, latent_image, *args, **kwargs)
-            warn_if_not_finite(out, "DreamPose Guider (dual CFG)")
+            warn_if_not_finite(out, GUIDER_NODE)
+            return out
+
+        def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 - ComfyUI's signature
+            out = super().predict_noise(x, timestep, model_options, seed)
+            check_model_output(x, out, lambda: non_finite_guidance(self.cfg2, self.cfg1))
             return out
 
     return DreamPoseGuider
+
+
+def non_finite_guidance(image_cfg: float, pose_cfg: float) -> AnimaPoseError:
+    """The error for a guided prediction with NaN or infinity (the scales are in their widgets' range, so the UNet
+    or its precision is the likely cause)."""
+    return AnimaPoseError("model", f"the guided prediction turned NaN or infinite (image_cfg {image_cfg:g}, pose_cfg "
+                          f"{pose_cfg:g}), so every frame would come out black", "check the DreamPose UNet file and "
+                          "the precision (fp16 can overflow: try --bf16-unet or --fp32-unet), then lower image_cfg "
+                          "and pose_cfg", node=GUIDER_NODE)
 
 
 def dreampose_guider(model, positive: list, middle: list, negative: list, image_cfg: float, pose_cfg: float):

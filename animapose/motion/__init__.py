@@ -10,3 +10,7 @@ NORM_CHOICES = [NORM_AUTO, NORM_DIFFUSERS]
 
 # Storage dtypes a motion module can be loaded in ("default" follows ComfyUI's UNet weight options).
 WEIGHT_DTYPE_NAMES = ["default", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]
+
+# The longest clip any 'frames' widget of the pack allows; numbers typed as text (keyframe indices, per-frame lists,
+# pose files) follow the same limit, so a schedule cannot ask for more frames than a widget could.
+MAX_FRAMES = 4096

@@ -25,6 +25,7 @@ import torch
 
 from ..errors import AnimaPoseError
 from ..paths import is_inside, open_inside, resolve_inside
+from . import MAX_FRAMES
 
 # RealEstate10K's video size (CameraCtrl inference.py --original_pose_width/--original_pose_height defaults).
 POSE_WIDTH = 1280
@@ -34,6 +35,15 @@ PRESET_FX = 0.474812461
 PRESET_FY = 0.844111024
 POSE_FILE_EXTENSIONS = (".txt",)
 _FIELDS = 19
+TRAJECTORY_NODE = "CameraCtrl Camera Move (pan/zoom/orbit)"
+# The largest intrinsic or matrix entry a pose file may hold. The preset moves stay far inside it (at the speed
+# widget's limit of 10 a 4096-frame zoom travels 8192 scene units); RealEstate10K scenes span a few units and
+# its intrinsics are fractions of the frame. Larger numbers only overflow the camera encoder (black frames).
+POSE_VALUE_LIMIT = 1e4
+# How far R @ R.T of a pose's rotation may stray from the identity: pose files print about 9 digits, so real
+# rotations are orthonormal to ~1e-8; a looser bound keeps hand-edited files usable while refusing a scaled or
+# sheared matrix (whose rays would not be unit vectors).
+ROTATION_TOLERANCE = 1e-3
 
 # Per frame at speed 1: slides move 0.1 scene units (RealEstate10K scenes span a few units), zooms 0.2 along the
 # view axis, turns 2 degrees; orbits circle a point 2 units ahead by 2 degrees.
@@ -66,20 +76,36 @@ PRESET_NAMES = list(PRESETS)
 @dataclass(frozen=True)
 class CameraTrajectory:
     """Per-frame normalised intrinsics ``(frames, 4)`` = fx fy cx cy and world-to-camera matrices
-    ``(frames, 3, 4)`` (float64), with the size of the video the intrinsics were normalised by."""
+    ``(frames, 3, 4)`` (float64), with the size of the video the intrinsics were normalised by. ``exact``: made
+    for a clip of exactly ``frames`` frames (a preset, whose 'frames' widget says the clip's length), so a latent
+    of another length is refused; a pose file may be longer than the clip, which then follows its first poses."""
 
     intrinsics: torch.Tensor
     w2c: torch.Tensor
     pose_width: int = POSE_WIDTH
     pose_height: int = POSE_HEIGHT
     source: str = ""
+    exact: bool = False
 
     @property
     def frames(self) -> int:
         return self.w2c.shape[0]
 
     def describe(self) -> str:
-        return f"{self.source or 'camera trajectory'} ({self.frames} frames)"
+        what = f"{self.source or 'camera trajectory'} ({self.frames} frames)"
+        return what if self.exact else what + "; a shorter clip follows its first poses"
+
+    def check_clip(self, frames: int, node: str, input_name: str = "camera") -> None:
+        """Before sampling ``frames`` frames: a preset must be made for exactly that many (like Prompt Travel's
+        frames), a pose file must hold at least that many poses."""
+        if self.exact and self.frames != frames:
+            raise AnimaPoseError(input_name, f"the camera move was made for {self.frames} frames but the latent has "
+                                 f"{frames}", f"set 'frames' of '{TRAJECTORY_NODE}' to {frames} (the latent's batch "
+                                 "size)", node=node)
+        if self.frames < frames:
+            raise AnimaPoseError(input_name, f"the camera trajectory has {self.frames} frames but the latent has "
+                                 f"{frames}", f"use a pose file with at least {frames} poses, or sample at most "
+                                 f"{self.frames} frames", node=node)
 
     def plucker(self, height: int, width: int, index: list[int] | None = None) -> torch.Tensor:
         """``(frames, 6, height, width)`` float32 embedding of the frames ``index`` (all by default), relative to
@@ -120,18 +146,23 @@ def preset_trajectory(name: str, frames: int, speed: float = 1.0) -> CameraTraje
             c2w[i, :3, 3] = target - rot @ target
     w2c = torch.linalg.inv(c2w)[:, :3, :]
     intrinsics = torch.tensor([[PRESET_FX, PRESET_FY, 0.5, 0.5]], dtype=torch.float64).repeat(frames, 1)
-    return CameraTrajectory(intrinsics, w2c, POSE_WIDTH, POSE_HEIGHT, f"{name} x{speed:g}")
+    return CameraTrajectory(intrinsics, w2c, POSE_WIDTH, POSE_HEIGHT, f"{name} x{speed:g}", exact=True)
 
 
 def parse_pose_text(text: str, source: str = "pose file", pose_width: int = POSE_WIDTH,
                     pose_height: int = POSE_HEIGHT, input_name: str = "pose_file") -> CameraTrajectory:
     """A trajectory from the text of a RealEstate10K-style pose file (the first line, the video URL, is
-    skipped as CameraCtrl's ``inference.py`` does)."""
+    skipped as CameraCtrl's ``inference.py`` does). The numbers get the limits of the preset moves they replace:
+    at most 4096 poses (the frames widget), finite intrinsics and matrix entries within ``POSE_VALUE_LIMIT``,
+    positive focal lengths and proper rotations. The timestamp and the two unused columns are not read."""
     fix = ("use a CameraCtrl / RealEstate10K pose file: a URL line, then per frame 'timestamp fx fy cx cy 0 0' and "
            "the 12 numbers of the 3x4 world-to-camera matrix")
     lines = [line for line in text.splitlines()[1:] if line.strip()]
     if not lines:
         raise AnimaPoseError(input_name, f"{source} has no pose lines after its first (URL) line", fix)
+    if len(lines) > MAX_FRAMES:
+        raise AnimaPoseError(input_name, f"{source} has {len(lines)} poses, more than the longest clip ({MAX_FRAMES} "
+                             "frames)", f"keep at most {MAX_FRAMES} pose lines", node=TRAJECTORY_NODE)
     rows = []
     for n, line in enumerate(lines, start=2):
         parts = line.split()
@@ -141,16 +172,30 @@ def parse_pose_text(text: str, source: str = "pose file", pose_width: int = POSE
             raise AnimaPoseError(input_name, f"{source} line {n} is not a list of numbers ('{line[:40]}')", fix) from None
         if len(values) != _FIELDS:
             raise AnimaPoseError(input_name, f"{source} line {n} has {len(values)} numbers, not {_FIELDS}", fix)
-        if not all(math.isfinite(v) for v in values):
+        used = values[1:5] + values[7:]
+        if not all(math.isfinite(v) for v in used):
             raise AnimaPoseError(input_name, f"{source} line {n} holds NaN or infinity", fix)
+        if max(abs(v) for v in used) > POSE_VALUE_LIMIT:
+            raise AnimaPoseError(input_name, f"{source} line {n} holds {max(used, key=abs):g}, beyond the "
+                                 f"{POSE_VALUE_LIMIT:g} allowed for intrinsics and matrix entries (it would overflow "
+                                 "the camera encoder)", "use poses in scene units (RealEstate10K scenes span a few "
+                                 "units) and intrinsics as fractions of the frame", node=TRAJECTORY_NODE)
         rows.append(values)
     data = torch.tensor(rows, dtype=torch.float64)
     intrinsics = data[:, 1:5]
     if (intrinsics[:, :2] <= 0).any():
         raise AnimaPoseError(input_name, f"{source} has a focal length of 0 or less", fix)
     w2c = data[:, 7:].reshape(-1, 3, 4)
-    if (torch.linalg.det(w2c[:, :, :3]).abs() < 1e-8).any():
+    rotation = w2c[:, :, :3]
+    if (torch.linalg.det(rotation).abs() < 1e-8).any():
         raise AnimaPoseError(input_name, f"{source} has a singular rotation matrix", fix)
+    eye = torch.eye(3, dtype=torch.float64)
+    stray = (rotation @ rotation.transpose(1, 2) - eye).abs().amax(dim=(1, 2))
+    bad = (stray > ROTATION_TOLERANCE) | (torch.linalg.det(rotation) < 0)
+    if bad.any():
+        n = int(bad.nonzero()[0, 0]) + 2
+        raise AnimaPoseError(input_name, f"{source} line {n}: the 3x3 part of its matrix is not a rotation (scaled, "
+                             "sheared or mirrored)", fix, node=TRAJECTORY_NODE)
     return CameraTrajectory(intrinsics, w2c, pose_width, pose_height, source)
 
 

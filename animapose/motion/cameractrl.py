@@ -121,8 +121,12 @@ def _motion_stage(model, ctrl: CameraCtrl):
             problems.append(what)
             continue
         if motion_set.mid_block is not None:
-            log.warning("AnimaPose: CameraCtrl was trained with AnimateDiff v3; %s has a mid-block module (v2-type), "
-                        "which CameraCtrl leaves alone", stage.name)
+            # Same widths, so it would run, but CameraCtrl's adapters were trained on v3's temporal features
+            # (AnimateDiff-Evolved ships it only as a v3 model): on v2 weights they add untrained input and the
+            # camera path is not followed.
+            problems.append(f"{stage.name} is a v2-type motion module (it has a mid-block module), and CameraCtrl's "
+                            "adapters were trained on AnimateDiff v3's temporal layers only")
+            continue
         return stage, modules, levels
     raise AnimaPoseError("model", f"CameraCtrl does not fit the motion model on this MODEL: "
                          f"{problems[0] if problems else 'no motion modules found'}",
@@ -149,7 +153,15 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
         if key not in cache:
             plucker = trajectory.plucker(h * net.encoder.downscale, w * net.encoder.downscale, index)
             with torch.no_grad():
-                cache[key] = net.encoder(plucker.to(device=device, dtype=dtype))
+                out = net.encoder(plucker.to(device=device, dtype=dtype))
+            # once per window and size: a non-finite feature would turn every frame black without a word (skipped
+            # while torch.compile traces the UNet, where reading a value would break its graph)
+            if not torch.compiler.is_compiling() and not all(bool(torch.isfinite(f).all()) for f in out):
+                raise AnimaPoseError("camera", f"the camera encoder turned {trajectory.describe()} into NaN or "
+                                     f"infinite features (in {dtype})", "check the pose file's numbers (a pose far "
+                                     "from the others, a tiny focal length), or run the UNet in bf16 or fp32 instead "
+                                     "of fp16", node=APPLY_NODE)
+            cache[key] = out
         return cache[key]
 
     def diffusion_model_wrapper(executor, x, *args, **kwargs):
@@ -175,10 +187,7 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
         handler = executor.class_obj.model_options.get("context_handler")
         window = getattr(handler, "context_length", None) if getattr(handler, "dim", 0) == 0 else None
         longest = min(window, frames) if window else frames
-        if trajectory.frames < frames:
-            raise AnimaPoseError("camera", f"the camera trajectory has {trajectory.frames} frames but the latent has "
-                                 f"{frames}", f"set the trajectory's frames to {frames} (or use a longer pose file)",
-                                 node=APPLY_NODE)
+        trajectory.check_clip(frames, APPLY_NODE)
         if longest > net.encoder.position_length:
             raise AnimaPoseError("camera", f"CameraCtrl's camera encoder covers {net.encoder.position_length} frames, "
                                  f"and this run gives it {longest} at once",

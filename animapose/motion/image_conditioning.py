@@ -13,7 +13,6 @@ window) apply unchanged.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import comfy.patcher_extension
 import torch
 
 from ..errors import AnimaPoseError
+from .affinity import AFFINITY_MAX, AFFINITY_MIN, PIA_NODE, affinity_schedule
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,6 @@ CONV_KEY = "diffusion_model.input_blocks.0.0.weight"
 LATENT_CHANNELS = 4
 EXTRA_CHANNELS = 5
 
-# The affinity schedules of PIA's inference code (animatediff/utils/util.py RANGE_LIST, also diffusers'
-# pipeline_pia.py): index = distance in frames from the conditioning frame, padded with the last value.
-AFFINITY_PRESETS: dict[str, list[float]] = {
-    "small motion": [1.0, 0.9, 0.85, 0.85, 0.85, 0.8],
-    "moderate motion": [1.0, 0.8, 0.8, 0.8, 0.79, 0.78, 0.75],
-    "large motion": [1.0, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5],
-    "loop (small motion)": [1.0, 0.9, 0.85, 0.85, 0.85, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.85, 0.85, 0.9, 1.0],
-    "loop (moderate motion)": [1.0, 0.8, 0.8, 0.8, 0.79, 0.78, 0.75, 0.75, 0.75, 0.75, 0.75, 0.78, 0.79, 0.8, 0.8, 1.0],
-    "loop (large motion)": [1.0, 0.8, 0.7, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.8, 1.0],
-    "style transfer (small motion)": [0.5, 0.4, 0.4, 0.4, 0.35, 0.3],
-    "style transfer (moderate motion)": [0.5, 0.4, 0.4, 0.4, 0.35, 0.35, 0.3, 0.25, 0.2],
-    "style transfer (large motion)": [0.5, 0.2],
-}
-PRESET_NAMES = list(AFFINITY_PRESETS)
-
 
 @dataclass(frozen=True)
 class PIAMarker:
@@ -51,33 +36,6 @@ class PIAMarker:
 
     name: str
     width: int
-
-
-def affinity_schedule(frames: int, preset: str, custom: str = "", cond_frame: int = 0) -> list[float]:
-    """Per-frame affinity: ``values[|i - cond_frame|]``, the list padded with its last value (PIA's
-    ``prepare_mask_coef_by_statistics``). ``custom`` (comma-separated numbers) replaces the preset when given."""
-    if custom.strip():
-        values = parse_affinity(custom)
-    elif preset in AFFINITY_PRESETS:
-        values = AFFINITY_PRESETS[preset]
-    else:
-        raise AnimaPoseError("affinity", f"'{preset}' is not one of PIA's presets", f"pick one of {PRESET_NAMES}")
-    if not 0 <= cond_frame < frames:
-        raise AnimaPoseError("frames", f"the picture's frame {cond_frame} is outside a clip of {frames} frames",
-                             "use at least one frame")
-    padded = list(values) + [values[-1]] * max(0, frames - len(values))
-    return [padded[abs(i - cond_frame)] for i in range(frames)]
-
-
-def parse_affinity(text: str) -> list[float]:
-    fix = "enter comma-separated numbers between 0 and 1 (frame 0 first), e.g. 1.0, 0.9, 0.85, 0.8"
-    try:
-        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
-    except ValueError:
-        raise AnimaPoseError("custom_affinity", f"'{text}' is not a list of numbers", fix) from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise AnimaPoseError("custom_affinity", f"'{text}' holds no usable numbers", fix)
-    return values
 
 
 # -- the MODEL side ---------------------------------------------------------------------------------------------
@@ -102,6 +60,7 @@ def attach(m, motion) -> None:
     m.add_patches({CONV_KEY: ("diff", (diff, {"pad_weight": True, KEY: True}))}, 1.0)
     m.set_attachments(KEY, PIAMarker(motion.name, int(weight.shape[0])))
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _check_channels)
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, _check_concat)
 
 
 def detach(m) -> None:
@@ -116,6 +75,7 @@ def detach(m) -> None:
             m.patches_uuid = uuid.uuid4()
     m.remove_attachments(KEY)
     m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY)
 
 
 def _is_ours(value) -> bool:
@@ -128,9 +88,33 @@ def _check_channels(executor, x, *args, **kwargs):
     if x.shape[1] != expected:
         raise AnimaPoseError(
             "motion_model", f"PIA reads the picture through {EXTRA_CHANNELS} extra input channels, but the UNet got "
-            f"{x.shape[1]} channels", "sample with the positive and negative conditioning from 'AnimateDiff PIA Image (picture to video)'",
+            f"{x.shape[1]} channels", f"sample with the positive and negative conditioning from '{PIA_NODE}'",
             node="Apply AnimateDiff Motion Model")
     return executor(x, *args, **kwargs)
+
+
+def _check_concat(executor, x, t, c_concat=None, *args, **kwargs):
+    # an APPLY_MODEL wrapper: it reads values, which inside a torch.compile'd diffusion model would break its graph
+    if isinstance(c_concat, torch.Tensor) and c_concat.shape[1] == EXTRA_CHANNELS:
+        check_pia_channels(c_concat)
+    return executor(x, t, c_concat, *args, **kwargs)
+
+
+def check_pia_channels(extra: torch.Tensor) -> None:
+    """Backstop for values that reached the UNet without passing the PIA node's checks (a conditioning edited by
+    another node): an affinity outside 0..1 or a non-finite picture latent makes PIA's UNet output NaN, i.e. black
+    frames. Two reductions over a (batch, 5, h, w) tensor per model call, before the UNet runs."""
+    affinity = extra[:, :1]
+    low, high = float(affinity.min()), float(affinity.max())
+    if not (AFFINITY_MIN <= low and high <= AFFINITY_MAX):  # also catches NaN, which compares false
+        raise AnimaPoseError("custom_affinity", f"the affinity reaching the UNet spans {low:g}..{high:g}, outside "
+                             f"{AFFINITY_MIN:g}..{AFFINITY_MAX:g} (NaN or huge values turn every frame black)",
+                             "use a preset, or custom values between 0 and 1, and connect this node's conditioning "
+                             "straight to the sampler", node=PIA_NODE)
+    if not bool(torch.isfinite(extra[:, 1:]).all()):
+        raise AnimaPoseError("image", "the picture's latent holds NaN or infinite values",
+                             "check the picture and the VAE that encodes it (a NaN pixel or a broken VAE file)",
+                             node=PIA_NODE)
 
 
 def is_pia_model(model) -> bool:

@@ -34,7 +34,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError, require_choice, require_finite
-from ..numerics import warn_if_not_finite
+from ..numerics import check_model_output, warn_if_not_finite
 from . import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES, image_conditioning, lcm_i2v, residency, schedules
 from .detect import (
     DIFFUSERS_SCOPE,
@@ -47,7 +47,7 @@ from .detect import (
 from .module import MotionModelSet, MotionModule, group_norm_frames
 from .multival import MotionKeyframe, as_multival
 from .prompt_travel import check_conditioning_frames
-from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, stages_of
+from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, non_finite_error, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -425,6 +425,7 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
 
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
     m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, _output_check(stage))
 
     image_conditioning.attach(m, motion)
     lcm_i2v.attach(m, motion, mm.model)
@@ -490,3 +491,18 @@ def _frame_check(info: MotionModelInfo, stage: MotionStage):
         return out
 
     return outer_sample_wrapper
+
+
+def _output_check(stage: MotionStage):
+    """The backstop against black videos: the first model call whose output holds NaN or infinity fails the run,
+    naming the likely control. An APPLY_MODEL wrapper, so it runs outside the diffusion model: reading the result
+    inside it would break a torch.compile'd UNet's graph."""
+    def apply_model_wrapper(executor, x, t, *args, **kwargs):
+        out = executor(x, t, *args, **kwargs)
+        options = args[3] if len(args) > 3 else kwargs.get("transformer_options", {})
+        check_model_output(x, out, lambda: non_finite_error(
+            stages_of(options.get("patches", {}).get("forward_timestep_embed_patch")) or [stage],
+            float(t.flatten()[0])))
+        return out
+
+    return apply_model_wrapper

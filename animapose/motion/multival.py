@@ -21,9 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnimaPoseError
+from . import MAX_FRAMES
 
 MULTIVAL_NODE = "AnimateDiff Motion Multival"
 KEYFRAME_NODE = "AnimateDiff Motion Keyframe"
+# The range of the node's 'value' widget; the per-frame factors typed as text get the same range.
+VALUE_MIN, VALUE_MAX = -10.0, 10.0
 
 _POINT = re.compile(r"^\s*(-?\d+)\s*:\s*(-?[0-9.eE+-]+)\s*$")
 
@@ -31,21 +34,28 @@ _POINT = re.compile(r"^\s*(-?\d+)\s*:\s*(-?[0-9.eE+-]+)\s*$")
 def parse_per_frame(text: str, input_name: str = "per_frame") -> tuple[list[float] | None, list[tuple[int, float]] | None]:
     """``"1, 0.8, 0.5"`` (one value per frame) or ``"0: 1.0, 16: 0.5"`` (keyframes by frame, linearly
     interpolated, held before the first and after the last). Returns (list, None), (None, points) or (None, None)
-    for an empty text. Separators: commas or new lines."""
+    for an empty text. Separators: commas or new lines. Values follow the 'value' widget's range, frames and counts
+    the longest clip a frames widget allows; whether they fit the clip being sampled is checked before sampling
+    (``Multival.check``). The node runs this when the prompt is queued and again when it executes."""
     parts = [p.strip() for p in re.split(r"[,\n]", text or "") if p.strip()]
     if not parts:
         return None, None
+    if len(parts) > MAX_FRAMES:
+        raise AnimaPoseError(input_name, f"{len(parts)} items, more than the longest clip ({MAX_FRAMES} frames)",
+                             "give at most one value per frame, or a few keyframes like '0: 1.0, 16: 0.5'",
+                             node=MULTIVAL_NODE)
     if any(":" in p for p in parts):
         points = []
         for n, p in enumerate(parts, 1):
             m = _POINT.match(p)
             if not m:
-                raise AnimaPoseError(input_name, f"item {n} ('{p}') is not 'frame: value'",
+                raise AnimaPoseError(input_name, f"item {n} ('{_short(p)}') is not 'frame: value'",
                                      "write keyframes like '0: 1.0, 16: 0.5', or plain values like '1.0, 0.8, 0.5'",
                                      node=MULTIVAL_NODE)
-            frame, value = int(m.group(1)), _number(m.group(2), n, p, input_name)
-            if frame < 0:
-                raise AnimaPoseError(input_name, f"item {n} ('{p}') names frame {frame}", "frames count from 0",
+            frame, value = frame_number(m.group(1)), _number(m.group(2), n, p, input_name)
+            if frame is None or not 0 <= frame < MAX_FRAMES:
+                raise AnimaPoseError(input_name, f"item {n} ('{_short(p)}') names a frame outside 0..{MAX_FRAMES - 1}",
+                                     f"frames count from 0 and a clip has at most {MAX_FRAMES} frames",
                                      node=MULTIVAL_NODE)
             if any(f == frame for f, _ in points):
                 raise AnimaPoseError(input_name, f"frame {frame} is given twice (item {n})",
@@ -61,9 +71,23 @@ def _number(text: str, n: int, item: str, input_name: str) -> float:
     except ValueError:
         value = float("nan")
     if value != value or value in (float("inf"), float("-inf")):
-        raise AnimaPoseError(input_name, f"item {n} ('{item}') is not a finite number",
+        raise AnimaPoseError(input_name, f"item {n} ('{_short(item)}') is not a finite number",
                              "use numbers like 1.0 or 0.5", node=MULTIVAL_NODE)
+    if not VALUE_MIN <= value <= VALUE_MAX:
+        raise AnimaPoseError(input_name, f"item {n} ('{_short(item)}') is {value:g}, outside {VALUE_MIN:g}..{VALUE_MAX:g}, "
+                             "the range of the node's 'value' widget",
+                             f"use factors between {VALUE_MIN:g} and {VALUE_MAX:g}", node=MULTIVAL_NODE)
     return value
+
+
+def frame_number(digits: str) -> int | None:
+    """A frame number typed as text, or None when it has too many digits to be one (Python refuses to convert
+    integers of more than 4300 digits, and no clip comes near 10 digits)."""
+    return int(digits) if len(digits.lstrip("+-")) <= 9 else None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def interpolate_points(points: list[tuple[int, float]], frames: int) -> torch.Tensor:

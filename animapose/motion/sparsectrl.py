@@ -21,45 +21,11 @@ import torch
 
 from ..checkpoints import load_state_dict
 from ..errors import AnimaPoseError
+from .keyframe_indices import APPLY_NODE, keyframe_plan, parse_frame_indices
 from .sparsectrl_model import SparseControlModel, check_slot_names, normalize_sparsectrl_state_dict
 
 log = logging.getLogger(__name__)
 
-APPLY_NODE = "Apply ControlNet"
-
-
-def parse_frame_indices(text: str) -> list[int] | None:
-    """``"0, 15"`` -> [0, 15]; negative numbers count from the clip's end; empty -> None (spread evenly)."""
-    if not text.strip():
-        return None
-    try:
-        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
-    except ValueError:
-        raise AnimaPoseError("frame_indices", f"'{text}' is not a list of whole numbers",
-                             "enter frame numbers separated by commas, e.g. '0, 15' (or '0, -1' for first and last)") \
-            from None
-
-
-def keyframe_plan(indices: list[int] | None, images: int, frames: int) -> list[tuple[int, int]]:
-    """(hint row, frame) pairs for a clip of ``frames``."""
-    if indices is None:
-        if images == 1:
-            return [(0, 0)]
-        count = min(images, frames)
-        return [(r, round(r * (frames - 1) / (count - 1))) for r in range(count)] if count > 1 else [(0, 0)]
-    if len(indices) > images:
-        raise AnimaPoseError("frame_indices", f"{len(indices)} frame numbers but only {images} hint images reached the "
-                             f"{APPLY_NODE} node", "give one hint image per frame number (batch the images)")
-    plan = []
-    for row, index in enumerate(indices):
-        frame = index + frames if index < 0 else index
-        if not 0 <= frame < frames:
-            raise AnimaPoseError("frame_indices", f"frame {index} is outside the clip of {frames} frames",
-                                 f"use frame numbers from 0 to {frames - 1} (or -1 for the last)")
-        plan.append((row, frame))
-    if len(indices) < images:
-        log.warning("SparseCtrl: %d hint images for %d frame numbers; the extra images are unused", images, len(indices))
-    return plan
 
 
 class SparseCtrlControlNet(comfy.controlnet.ControlNet):
@@ -117,9 +83,9 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
         images = self.cond_hint_original
         if self.info.uses_latents:
             if self.vae is None:
-                raise AnimaPoseError("vae", "SparseCtrl RGB conditions on VAE latents of its keyframes, but the "
-                                     f"{APPLY_NODE} node got no VAE", f"connect the checkpoint's VAE to the {APPLY_NODE} "
-                                     "(Advanced) node's vae input", node="Load AnimateDiff SparseCtrl")
+                raise AnimaPoseError("vae", "SparseCtrl RGB conditions on VAE latents of its keyframes, but this "
+                                     "node got no VAE", "connect the checkpoint's VAE to this node's vae input",
+                                     node=APPLY_NODE)
             ratio = self.vae.spacial_compression_encode()
             pixels = comfy.utils.common_upscale(images, w * ratio, h * ratio, self.upscale_algorithm, "center")
             loaded = comfy.model_management.loaded_models(only_currently_used=True)
@@ -161,8 +127,8 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
         context = cond.get("crossattn_controlnet", cond["c_crossattn"])
         width = self.info.unet_config["context_dim"]
         if context.shape[-1] != width:
-            raise AnimaPoseError("control_net", f"this SparseCtrl encoder reads {width}-wide text embeddings but the "
-                                 f"prompt's are {context.shape[-1]} wide (a different model family)",
+            raise AnimaPoseError("sparsectrl_name", f"this SparseCtrl encoder reads {width}-wide text embeddings but "
+                                 f"the prompt's are {context.shape[-1]} wide (a different model family)",
                                  "use SparseCtrl with an SD1.5 checkpoint", node="Load AnimateDiff SparseCtrl")
         timestep = self.model_sampling_current.timestep(t)
         control = self.control_model(hint, timestep.to(dtype), comfy.model_management.cast_to_device(

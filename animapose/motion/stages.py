@@ -155,6 +155,39 @@ class MotionStage:
         return layer(x, frames, e, self.norm_motion, ks, camera=camera)
 
 
+# The largest values of the Apply node's widgets: beyond them a multival (or keyframe) is the likely culprit.
+_EFFECT_LIMIT, _SCALE_LIMIT = 2.0, 10.0
+
+
+def _unusual(mv: Multival, limit: float) -> bool:
+    """Per-frame or masked, or a constant outside the widget's range: what a user set on purpose."""
+    return not mv.constant or not 0.0 <= mv.value <= limit
+
+
+def non_finite_error(stages: list[MotionStage], sigma: float | None) -> AnimaPoseError:
+    """The error for a UNet output with NaN or infinity on a MODEL carrying these motion stages: it names the Apply
+    node and the first control set beyond what its widgets allow (a multival, keyframes), else motion_scale."""
+    suspects = []
+    for stage in stages:
+        if _unusual(stage.effect, _EFFECT_LIMIT):
+            suspects.append((stage, "effect_multival" if not stage.effect.constant else "motion_scale"))
+        if _unusual(stage.scale, _SCALE_LIMIT):
+            suspects.append((stage, "scale_multival" if not stage.scale.constant else "scale"))
+        if any(_unusual(k.effect, _EFFECT_LIMIT) or _unusual(k.scale, _SCALE_LIMIT) for k in stage.keyframes):
+            suspects.append((stage, "keyframes"))
+    stage, input_name = suspects[0] if suspects else (stages[-1], "motion_scale")
+    at = f" at sigma {sigma:.4g}" if sigma is not None else ""
+    problem = (f"the UNet's output turned NaN or infinite{at} with {stage.name} applied ({stage.summary()}), so "
+               "every frame would come out black")
+    if suspects:
+        fix = ("bring the motion amounts back into the widgets' ranges (effect 0..2, scale 0..10), including the "
+               "value and per_frame of any 'AnimateDiff Motion Multival' or 'AnimateDiff Motion Keyframe' connected")
+    else:
+        fix = ("the motion settings are ordinary, so check the checkpoint and the precision first (fp16 can "
+               "overflow: try --bf16-unet or --fp32-unet), then lower motion_scale")
+    return AnimaPoseError(input_name, problem, fix, node=APPLY_NODE)
+
+
 def _with_reference(layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
     feature = transformer_options.get(REFERENCE_FEATURES, {}).get(id(layer))
     return x if feature is None else x + feature

@@ -149,9 +149,9 @@ def test_samplers_context_windows_and_untouched_model(tiny):
     # the trajectory must cover the latent, and the encoder sees at most 16 frames at once
     with pytest.raises(AnimaPoseError) as e:
         run(apply_cameractrl(inflated, ctrl, preset_trajectory("zoom in", 4)), pos, neg, frames=6, steps=1)
-    assert "trajectory has 4 frames" in e.value.problem and e.value.node == "Apply CameraCtrl to AnimateDiff"
+    assert "made for 4 frames" in e.value.problem and e.value.node == "Apply CameraCtrl to AnimateDiff"
     with pytest.raises(AnimaPoseError) as e:
-        run(apply_cameractrl(inflated, ctrl, preset_trajectory("zoom in", 20)), pos, neg, frames=18, steps=1)
+        run(apply_cameractrl(inflated, ctrl, preset_trajectory("zoom in", 18)), pos, neg, frames=18, steps=1)
     assert "covers 16 frames" in e.value.problem
     inflated.detach()
 
@@ -167,8 +167,11 @@ def test_pairing_errors(tiny, small_v3):
     with pytest.raises(AnimaPoseError) as e:  # CameraCtrl for a 1-level model on a 4-level motion model
         apply_cameractrl(small_v3[1], tiny_ctrl, camera)
     assert "does not fit" in e.value.problem and "v3_sd15_mm" in e.value.fix
+    # v2 has v3's widths, so the adapters would run, but they were trained on v3's temporal features only
     v2 = apply_motion_model(model, load_motion_model(str(motion_module_file("v2", "original", "tiny")), "v2")).model
-    assert apply_cameractrl(v2, tiny_ctrl, camera) is not v2  # same widths: allowed (v3 is recommended)
+    with pytest.raises(AnimaPoseError) as e:
+        apply_cameractrl(v2, tiny_ctrl, camera)
+    assert "v2-type" in e.value.problem and "v3" in e.value.fix and e.value.node == "Apply CameraCtrl to AnimateDiff"
     with pytest.raises(AnimaPoseError):
         apply_cameractrl(v2, tiny_ctrl, camera, float("nan"))
     # four levels halve the size three times: a 96-pixel latent is refused before sampling starts

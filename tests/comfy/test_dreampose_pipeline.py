@@ -182,5 +182,28 @@ def test_frame_count_mismatch_is_an_error(parts):
     wrong = {"samples": torch.zeros(FRAMES + 2, 4, 10, 8)}
     with pytest.raises(AnimaPoseError, match=f"{FRAMES} pose frames for {FRAMES + 2} latent frames"):
         sample_frames(guider, sampler, sigmas, SharedNoise(0), wrong, 2)
-    with pytest.raises(AnimaPoseError, match="input 'latent'"):
+    # raised inside ComfyUI's own sampler node, so the message names the pack node that checks it
+    with pytest.raises(AnimaPoseError, match=r"^DreamPose Guider \(dual CFG\): input 'latent'"):
         SamplerCustomAdvanced.execute(Noise_RandomNoise(0), guider, sampler, sigmas, wrong)
+
+
+def test_non_finite_prediction_fails_naming_the_guider(parts):
+    """A UNet that produces NaN (simulated by a test wrapper on a clone) fails the run at its first step, naming
+    the DreamPose guider, instead of sampling black frames."""
+    model, *_, positive, negative, poses = parts
+    conds = pose_conditioning(positive, negative, poses, 64, 80)
+    calls = []
+
+    def nan_output(executor, *args, **kwargs):
+        calls.append(1)
+        return torch.full_like(executor(*args, **kwargs), float("nan"))
+
+    broken = model.clone()
+    broken.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", nan_output)
+    sampler = comfy.samplers.sampler_object("euler")
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 3)
+    with pytest.raises(AnimaPoseError) as e:
+        sample_frames(_guider(broken, conds), sampler, sigmas, SharedNoise(1), conds[3], frames_per_batch=FRAMES)
+    assert e.value.node == "DreamPose Guider (dual CFG)" and "NaN or infinite" in e.value.problem
+    assert "image_cfg 3" in e.value.problem and "precision" in e.value.fix
+    assert len(calls) == 1, f"{len(calls)} UNet calls before the error"

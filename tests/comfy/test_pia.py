@@ -12,15 +12,10 @@ import torch
 from animapose.checkpoints import load_state_dict
 from animapose.errors import AnimaPoseError
 from animapose.motion import NORM_AUTO, NORM_DIFFUSERS
+from animapose.motion.affinity import AFFINITY_PRESETS, affinity_schedule
 from animapose.motion.convert import motion_adapter_config, original_to_diffusers
 from animapose.motion.detect import image_condition_weights, normalize_motion_state_dict
-from animapose.motion.image_conditioning import (
-    AFFINITY_PRESETS,
-    CONV_KEY,
-    affinity_schedule,
-    pia_concat,
-    pia_conditioning,
-)
+from animapose.motion.image_conditioning import CONV_KEY, pia_concat, pia_conditioning
 from animapose.motion.inflate import apply_motion_model, load_motion_model
 from tests.comfy.helpers import call_unet
 from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope

@@ -211,3 +211,47 @@ def test_refuses_plain_controlnet_and_motion_modules():
     with pytest.raises(AnimaPoseError) as e:
         with_keyframes(object(), "0")
     assert e.value.input_name == "control_net"
+
+
+@pytest.mark.parametrize("indices,images,words", [("0, 99", 2, "frame 99 is outside the clip of 6 frames"),
+                                                  ("-99", 1, "frame -99 is outside"),
+                                                  ("0, 2, 4", 2, "3 frame numbers but only 2 hint image(s)")])
+def test_keyframe_errors_inside_the_sampler_name_the_keyframes_node(tiny, tiny_motion, indices, images, words):
+    """The clip's length is known only to the sampler and the images only to 'Apply ControlNet', so these fail
+    during sampling; the message still names the node that owns the numbers."""
+    import nodes
+    from animapose.motion.inflate import apply_motion_model
+    from tests.comfy.helpers import run
+
+    model, _, vae, pos, neg = tiny
+    animated = apply_motion_model(model, tiny_motion).model
+    control = with_keyframes(load_sparsectrl(str(sparsectrl_file("rgb", "tiny", "original")), "x"), indices)
+    cpos, cneg = nodes.ControlNetApplyAdvanced().apply_controlnet(pos, neg, control, torch.rand(images, 64, 64, 3),
+                                                                  1.0, 0.0, 1.0, vae)
+    try:
+        with pytest.raises(AnimaPoseError) as e:
+            run(animated, cpos, cneg, frames=6, steps=1, size=8)
+    finally:
+        animated.detach()
+    message = str(e.value)
+    assert message.startswith("AnimateDiff SparseCtrl Keyframes: input 'frame_indices'") and words in message, message
+    assert "Fix:" in message
+
+
+def test_missing_vae_names_the_apply_node(tiny, tiny_motion):
+    """The RGB variant encodes its hints with the VAE given to ComfyUI's 'Apply ControlNet', which owns that input."""
+    import nodes
+    from animapose.motion.inflate import apply_motion_model
+    from tests.comfy.helpers import run
+
+    model, _, _, pos, neg = tiny
+    animated = apply_motion_model(model, tiny_motion).model
+    control = with_keyframes(load_sparsectrl(str(sparsectrl_file("rgb", "tiny", "original")), "x"), "0, -1")
+    cpos, cneg = nodes.ControlNetApplyAdvanced().apply_controlnet(pos, neg, control, torch.rand(2, 64, 64, 3),
+                                                                  1.0, 0.0, 1.0)
+    try:
+        with pytest.raises(AnimaPoseError) as e:
+            run(animated, cpos, cneg, frames=4, steps=1, size=8)
+    finally:
+        animated.detach()
+    assert e.value.node == "Apply ControlNet" and e.value.input_name == "vae", str(e.value)

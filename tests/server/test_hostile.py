@@ -149,6 +149,9 @@ def bad_files(comfy_server):
     inner[name] = inner[name].clone()
     inner[name].view(-1)[3] = float("nan")
     torch.save(sd, folder / "mm_one_nan.ckpt")
+    identity = "0.47 0.84 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0"
+    far = "0.47 0.84 0.5 0.5 0 0 1 0 0 1e30 0 1 0 0 0 0 1 0"
+    (comfy_server.base / "input" / FAR_POSES).write_text(f"url\n0 {identity}\n1 {far}\n")
     return {"nan_tensor": name}
 
 
@@ -215,14 +218,6 @@ def _with_context(**inputs):
     return edit
 
 
-def _camera(**inputs):
-    def edit(_):
-        p = shrink_api_prompt(api_workflow("animatediff_cameractrl"), seed=0)
-        p["5"]["inputs"].update(inputs)
-        return p
-    return edit
-
-
 def _frames(n):
     return _set("6", batch_size=n)
 
@@ -239,6 +234,20 @@ def _training(save_name, mode: str = "motion_lora", linked: bool = False):
     return edit
 
 
+def _workflow(name: str, *edits):
+    """Rows on another shipped workflow: the edit builds it (shrunk like the base graphs, 4 frames) instead of
+    changing the base graph, whose canary still runs after the row."""
+    def edit(_):
+        p = shrink_api_prompt(api_workflow(name), seed=0)
+        for node in p.values():
+            if node["class_type"] == "EmptyLatentImage":
+                node["inputs"]["batch_size"] = 4
+        for e in edits:
+            p = e(p)
+        return p
+    return edit
+
+
 def _saving_dreampose(prefix):
     def edit(_):
         return {"1": {"class_type": "AnimaPose_LoadDreamPose",
@@ -248,6 +257,15 @@ def _saving_dreampose(prefix):
     return edit
 
 
+def _with_multival(per_frame: str):
+    def edit(p):
+        p["22"] = {"class_type": "AnimaPose_MotionMultival", "inputs": {"value": 1.0, "per_frame": per_frame}}
+        p["3"]["inputs"]["effect_multival"] = ["22", 0]
+        return p
+    return edit
+
+
+FAR_POSES = "hostile_far_poses.txt"
 # name: (base graph, edit, class of the node that must be named, input, words of the problem)
 AD, DP = "animatediff", "dreampose"
 CASES = {
@@ -333,8 +351,49 @@ CASES = {
                           "unpacks to 512 MB"),
     "pose_archive_padded": (DP, _set("6", folder="hostile_padded.zip"), "AnimaPose_LoadDensePoseUV", "folder",
                             "header describes"),
-    "camera_file_link_out": (AD, _camera(pose_file="hostile_linked_out.txt"), "AnimaPose_CameraTrajectory",
-                             "pose_file", "leads outside ComfyUI's input folder"),
+    "camera_file_link_out": (AD, _workflow("animatediff_cameractrl", _set("5", pose_file="hostile_linked_out.txt")),
+                             "AnimaPose_CameraTrajectory", "pose_file", "leads outside ComfyUI's input folder"),
+    # numbers typed as text, backstop, ownership
+    "multival_huge": (AD, _with_multival("0: 1e30"), "AnimaPose_MotionMultival", "per_frame", "outside -10..10"),
+    "multival_minus_100": (AD, _with_multival("0: -100"), "AnimaPose_MotionMultival", "per_frame", "outside -10..10"),
+    "multival_too_few": (AD, _with_multival("1, 0.5, 0.5"), "AnimaPose_MotionMultival", "per_frame",
+                         "3 values for a clip of 4 frames"),
+    "affinity_huge": (AD, _workflow("animatediff_img2vid", _set("8", frames=4, custom_affinity="1e30, 1, 1, 1")),
+                      "AnimaPose_PIAImage", "custom_affinity", "outside 0..1"),
+    "affinity_negative": (AD, _workflow("animatediff_img2vid", _set("8", frames=4, custom_affinity="-5,1,1,1")),
+                          "AnimaPose_PIAImage", "custom_affinity", "outside 0..1"),
+    "affinity_too_many": (AD, _workflow("animatediff_img2vid", _set("8", frames=4,
+                                                                    custom_affinity=", ".join(["1"] * 100))),
+                          "AnimaPose_PIAImage", "custom_affinity", "100 values for a clip of 4 frames"),
+    "keyframe_index_absurd": (AD, _workflow("animatediff_sparsectrl_keyframes", _set("7", frame_indices="1000000000")),
+                              "AnimaPose_SparseCtrlKeyframes", "frame_indices", "outside -4096..4095"),
+    # known only inside the sampler, still charged to the keyframes node
+    "keyframe_beyond_clip": (AD, _workflow("animatediff_sparsectrl_keyframes", _set("7", frame_indices="0, 99")),
+                             "AnimaPose_SparseCtrlKeyframes", "frame_indices", "frame 99 is outside the clip of 4"),
+    "keyframe_negative": (AD, _workflow("animatediff_sparsectrl_keyframes", _set("7", frame_indices="-99")),
+                          "AnimaPose_SparseCtrlKeyframes", "frame_indices", "frame -99 is outside"),
+    "keyframes_more_than_images": (AD, _workflow("animatediff_sparsectrl_keyframes",
+                                                 _set("7", frame_indices="0, 1, 2")),
+                                   "AnimaPose_SparseCtrlKeyframes", "frame_indices", "only 2 hint image(s)"),
+    "travel_frame_beyond": (AD, _workflow("animatediff_prompt_travel", _set("4", frames=4, text="0: a\n99: b")),
+                            "AnimaPose_PromptTravel", "text", "outside the clip's frames 0..3"),
+    "travel_lone_surrogate": (AD, _workflow("animatediff_prompt_travel", _set("4", frames=4, text="0: a \ud800 b")),
+                              "AnimaPose_PromptTravel", "text", "U+D800"),
+    "travel_one_megabyte": (AD, _workflow("animatediff_prompt_travel", _set("4", frames=4,
+                                                                           text="0: " + "a cat " * 175_000)),
+                            "AnimaPose_PromptTravel", "text", "more than the 20,000"),
+    "camera_preset_longer": (AD, _workflow("animatediff_cameractrl", _set("5", frames=4096)),
+                             "AnimaPose_ApplyCameraCtrl", "camera", "made for 4096 frames but the latent has 4"),
+    "camera_preset_shorter": (AD, _workflow("animatediff_cameractrl", _set("5", frames=1)),
+                              "AnimaPose_ApplyCameraCtrl", "camera", "made for 1 frames but the latent has 4"),
+    "camera_pose_file_far": (AD, _workflow("animatediff_cameractrl", _set("5", pose_file=FAR_POSES)),
+                             "AnimaPose_CameraTrajectory", "pose_file", "beyond the 10000"),
+    "camera_on_v2": (AD, _workflow("animatediff_cameractrl", _set("2", model_name="mm_sd_v15_v2.ckpt")),
+                     "AnimaPose_ApplyCameraCtrl", "model", "v2-type motion module"),
+    "closed_loop_maybe": (AD, _with_context(closed_loop="maybe"), "AnimaPose_ContextWindows", "closed_loop",
+                          "'maybe' is not true or false"),
+    "closed_loop_false_text": (AD, _with_context(closed_loop="false"), "AnimaPose_ContextWindows", "closed_loop",
+                               "'false' is not true or false"),
 }
 
 
@@ -462,3 +521,12 @@ def test_progress_moves_per_window(comfy_server):
     total = per_window[0][1]
     assert total % 2 == 0 and total // 2 >= 4, updates  # 2 steps x at least 4 windows
     assert len({v for v, _ in per_window}) >= total // 2, updates  # at least every window of one step reported
+
+
+def test_error_type_names_no_server_path(comfy_server):
+    """ComfyUI reports an error's type as module + class name; the pack's module is imported under its folder's
+    absolute path, which the type must not show."""
+    with pytest.raises(ExecutionFailed) as err:
+        comfy_server.run(_frames(40)(txt2vid()), timeout=300)
+    errors = [data for kind, data in err.value.details["status"]["messages"] if kind == "execution_error"]
+    assert errors and errors[0]["exception_type"] == "animapose.errors.AnimaPoseError", errors
