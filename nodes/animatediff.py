@@ -8,17 +8,10 @@ import os
 from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
-from ..animapose.motion import NORM_CHOICES, WEIGHT_DTYPE_NAMES, schedules
+from ..animapose.motion import NORM_CHOICES, WEIGHT_DTYPE_NAMES
+from ..animapose.motion.sampling import schedules
 from .animatediff_controls import KeyframesType, MultivalType
-from .common import (
-    MOTION_CATEGORY,
-    MOTION_LORA_FOLDER,
-    MOTION_MODELS_FOLDER,
-    PREFIX,
-    PackNode,
-    full_path,
-    node_errors,
-)
+from .common import MOTION_CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors
 
 MotionModelType = io.Custom("ANIMAPOSE_MOTION_MODEL")
 
@@ -59,7 +52,7 @@ class LoadMotionModel(PackNode):
 
     @classmethod
     def execute(cls, model_name: str, weight_dtype: str = "default") -> io.NodeOutput:
-        from ..animapose.motion.inflate import load_motion_model
+        from ..animapose.motion.sampling.inflate import load_motion_model
 
         with node_errors(cls.DISPLAY):
             path = full_path(MOTION_MODELS_FOLDER, model_name, "model_name")
@@ -108,7 +101,7 @@ class LoadMotionLoRA(PackNode):
 
     @classmethod
     def execute(cls, motion_model, lora_name: str, strength: float) -> io.NodeOutput:
-        from ..animapose.motion.inflate import add_motion_lora
+        from ..animapose.motion.sampling.inflate import add_motion_lora
 
         with node_errors(cls.DISPLAY):
             path = full_path(MOTION_LORA_FOLDER, lora_name, "lora_name")
@@ -172,7 +165,7 @@ class ApplyMotionModel(PackNode):
     def execute(cls, model, motion_model, motion_scale: float, beta_schedule: str, groupnorm: str, scale: float = 1.0,
                 start_percent: float = 0.0, end_percent: float = 1.0, effect_multival=None, scale_multival=None,
                 keyframes=None) -> io.NodeOutput:
-        from ..animapose.motion.inflate import apply_motion_model
+        from ..animapose.motion.sampling.inflate import apply_motion_model
 
         with node_errors(cls.DISPLAY):
             applied = apply_motion_model(
@@ -188,7 +181,7 @@ class ContextWindows(PackNode):
     def define_schema(cls):
         import comfy.context_windows as cw
 
-        from ..animapose.motion import context
+        from ..animapose.motion.sampling import context
 
         return io.Schema(
             node_id=PREFIX + "ContextWindows",
@@ -225,7 +218,7 @@ class ContextWindows(PackNode):
     @classmethod
     def execute(cls, model, context_length, context_overlap, context_schedule, context_stride, closed_loop,
                 fuse_method) -> io.NodeOutput:
-        from ..animapose.motion.context import set_context_windows
+        from ..animapose.motion.sampling.context import set_context_windows
 
         with node_errors(cls.DISPLAY):
             out = set_context_windows(model, context_length, context_overlap, context_schedule, context_stride,

@@ -6,7 +6,7 @@ from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import MAX_FRAMES
-from ..animapose.motion.camera_poses import TRAJECTORY_NODE
+from ..animapose.motion.addons.camera_trajectories import TRAJECTORY_NODE
 from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors, queue_check
 
 CameraCtrlType = io.Custom("ANIMAPOSE_CAMERACTRL")
@@ -23,7 +23,7 @@ def _files(folder: str) -> list[str]:
 def _pose_files() -> list[str]:
     import folder_paths
 
-    from ..animapose.motion.camera_poses import list_pose_files
+    from ..animapose.motion.addons.camera_trajectories import list_pose_files
 
     return [NO_FILE, *list_pose_files(folder_paths.get_input_directory())]
 
@@ -51,7 +51,7 @@ class LoadCameraCtrl(PackNode):
 
     @classmethod
     def execute(cls, cameractrl_name: str) -> io.NodeOutput:
-        from ..animapose.motion.cameractrl import load_cameractrl
+        from ..animapose.motion.addons.cameractrl import load_cameractrl
 
         with node_errors(cls.DISPLAY):
             path = full_path(MOTION_MODELS_FOLDER, cameractrl_name, "cameractrl_name")
@@ -68,7 +68,7 @@ class CameraTrajectory(PackNode):
 
     @classmethod
     def define_schema(cls):
-        from ..animapose.motion.camera_poses import POSE_HEIGHT, POSE_WIDTH, PRESET_NAMES
+        from ..animapose.motion.addons.camera_trajectories import POSE_HEIGHT, POSE_WIDTH, PRESET_NAMES
 
         return io.Schema(
             node_id=PREFIX + "CameraTrajectory",
@@ -114,7 +114,12 @@ class CameraTrajectory(PackNode):
     @classmethod
     def execute(cls, preset: str, frames: int, speed: float, pose_file: str, pose_width: int | None = None,
                 pose_height: int | None = None) -> io.NodeOutput:
-        from ..animapose.motion.camera_poses import POSE_HEIGHT, POSE_WIDTH, load_pose_file, preset_trajectory
+        from ..animapose.motion.addons.camera_trajectories import (
+            POSE_HEIGHT,
+            POSE_WIDTH,
+            load_pose_file,
+            preset_trajectory,
+        )
 
         with node_errors(cls.DISPLAY):
             if pose_file == NO_FILE:
@@ -132,7 +137,7 @@ def _read_pose_file(name):
         return None
     import folder_paths
 
-    from ..animapose.motion.camera_poses import load_pose_file
+    from ..animapose.motion.addons.camera_trajectories import load_pose_file
 
     return load_pose_file(folder_paths.get_input_directory(), name)
 
@@ -165,7 +170,7 @@ class ApplyCameraCtrl(PackNode):
 
     @classmethod
     def execute(cls, model, cameractrl, camera, strength: float) -> io.NodeOutput:
-        from ..animapose.motion.cameractrl import apply_cameractrl
+        from ..animapose.motion.addons.cameractrl import apply_cameractrl
 
         with node_errors(cls.DISPLAY):
             return io.NodeOutput(apply_cameractrl(model, cameractrl, camera, strength))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..animapose.motion import MAX_FRAMES
-from ..animapose.motion.multival import MULTIVAL_NODE, VALUE_MAX, VALUE_MIN
-from ..animapose.motion.prompt_travel import NODE as PROMPT_TRAVEL_NODE
+from ..animapose.motion.controls.multival import MULTIVAL_NODE, VALUE_MAX, VALUE_MIN
+from ..animapose.motion.controls.prompt_travel import NODE as PROMPT_TRAVEL_NODE
 from .common import MOTION_CATEGORY, PREFIX, PackNode, node_errors, queue_check
 
 MultivalType = io.Custom("ANIMAPOSE_MULTIVAL")
@@ -20,7 +20,7 @@ class PromptTravel(PackNode):
 
     @classmethod
     def define_schema(cls):
-        from ..animapose.motion.prompt_travel import INTERPOLATIONS
+        from ..animapose.motion.controls.prompt_travel import INTERPOLATIONS
 
         return io.Schema(
             node_id=PREFIX + "PromptTravel",
@@ -51,14 +51,14 @@ class PromptTravel(PackNode):
 
     @classmethod
     def validate_inputs(cls, text=None, frames=None):
-        from ..animapose.motion.prompt_travel import parse_schedule
+        from ..animapose.motion.controls.prompt_travel import parse_schedule
 
         return queue_check(cls, {"text": text, "frames": frames},
                            lambda: text is None or parse_schedule(text, frames))
 
     @classmethod
     def execute(cls, clip, text: str, frames: int, interpolation: str) -> io.NodeOutput:
-        from ..animapose.motion.prompt_travel import encode_schedule, parse_schedule
+        from ..animapose.motion.controls.prompt_travel import encode_schedule, parse_schedule
 
         with node_errors(cls.DISPLAY):
             if clip is None:
@@ -101,13 +101,13 @@ class MotionMultival(PackNode):
 
     @classmethod
     def validate_inputs(cls, per_frame=None):
-        from ..animapose.motion.multival import parse_per_frame
+        from ..animapose.motion.controls.multival import parse_per_frame
 
         return queue_check(cls, {"per_frame": per_frame}, lambda: per_frame is None or parse_per_frame(per_frame))
 
     @classmethod
     def execute(cls, value: float, per_frame: str, mask=None) -> io.NodeOutput:
-        from ..animapose.motion.multival import Multival, parse_per_frame
+        from ..animapose.motion.controls.multival import Multival, parse_per_frame
 
         with node_errors(cls.DISPLAY):
             frame_list, points = parse_per_frame(per_frame)
@@ -149,8 +149,8 @@ class MotionKeyframe(PackNode):
     @classmethod
     def execute(cls, start_percent: float, effect: float, scale: float, prev_keyframes=None, effect_multival=None,
                 scale_multival=None) -> io.NodeOutput:
-        from ..animapose.motion.multival import MotionKeyframe as Keyframe
-        from ..animapose.motion.multival import add_keyframe, as_multival
+        from ..animapose.motion.controls.multival import MotionKeyframe as Keyframe
+        from ..animapose.motion.controls.multival import add_keyframe, as_multival
 
         with node_errors(cls.DISPLAY):
             chain = add_keyframe(prev_keyframes, Keyframe(start_percent, as_multival(
@@ -160,7 +160,7 @@ class MotionKeyframe(PackNode):
 
 
 def _freenoise_inputs():
-    from ..animapose.motion.freenoise import NOISE_TYPES
+    from ..animapose.motion.controls.freenoise import NOISE_TYPES
 
     return [
         io.Int.Input("context_length", default=16, min=1, max=128,
@@ -196,7 +196,7 @@ class FreeNoise(PackNode):
 
     @classmethod
     def execute(cls, noise_seed: int, context_length: int, context_stride: int, noise_type: str) -> io.NodeOutput:
-        from ..animapose.motion.freenoise import FreeNoise as Noise
+        from ..animapose.motion.controls.freenoise import FreeNoise as Noise
 
         return io.NodeOutput(Noise(noise_seed, context_length, context_stride, noise_type))
 
@@ -219,13 +219,13 @@ class FreeNoiseModel(PackNode):
 
     @classmethod
     def execute(cls, model, context_length: int, context_stride: int, noise_type: str) -> io.NodeOutput:
-        from ..animapose.motion.freenoise import add_to_model
+        from ..animapose.motion.controls.freenoise import add_to_model
 
         return io.NodeOutput(add_to_model(model, context_length, context_stride, noise_type))
 
 
 def _freeinit_inputs():
-    from ..animapose.motion.freeinit import FILTERS
+    from ..animapose.motion.controls.freeinit import FILTERS
 
     return [
         io.Int.Input("iterations", default=3, min=1, max=10,
@@ -261,8 +261,8 @@ class FreeInitSampler(PackNode):
 
     @classmethod
     def execute(cls, sampler, iterations, filter, d_s, d_t, order) -> io.NodeOutput:
-        from ..animapose.motion.freeinit import FreeInitOptions
-        from ..animapose.motion.freeinit import FreeInitSampler as Sampler
+        from ..animapose.motion.controls.freeinit import FreeInitOptions
+        from ..animapose.motion.controls.freeinit import FreeInitSampler as Sampler
 
         with node_errors(cls.DISPLAY):
             return io.NodeOutput(Sampler(sampler, FreeInitOptions(iterations, filter, d_s, d_t, order)))
@@ -286,7 +286,7 @@ class FreeInitModel(PackNode):
 
     @classmethod
     def execute(cls, model, iterations, filter, d_s, d_t, order) -> io.NodeOutput:
-        from ..animapose.motion.freeinit import FreeInitOptions, add_to_model
+        from ..animapose.motion.controls.freeinit import FreeInitOptions, add_to_model
 
         return io.NodeOutput(add_to_model(model, FreeInitOptions(iterations, filter, d_s, d_t, order)))
 

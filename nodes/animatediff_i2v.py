@@ -7,8 +7,8 @@ from comfy_api.latest import io, ui
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import MAX_FRAMES
-from ..animapose.motion.affinity import PIA_NODE
-from ..animapose.motion.keyframe_indices import KEYFRAMES_NODE
+from ..animapose.motion.addons.pia_affinity import PIA_NODE
+from ..animapose.motion.addons.sparsectrl_keyframes import KEYFRAMES_NODE
 from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors, queue_check
 
 CONTROLNET_FOLDER = "controlnet"  # ComfyUI's own; Advanced-ControlNet users keep SparseCtrl files there too
@@ -25,7 +25,7 @@ class PIAImage(PackNode):
 
     @classmethod
     def define_schema(cls):
-        from ..animapose.motion.affinity import PRESET_NAMES
+        from ..animapose.motion.addons.pia_affinity import PRESET_NAMES
 
         return io.Schema(
             node_id=PREFIX + "PIAImage",
@@ -65,7 +65,7 @@ class PIAImage(PackNode):
 
     @classmethod
     def validate_inputs(cls, frames=None, custom_affinity=None):
-        from ..animapose.motion.affinity import parse_affinity
+        from ..animapose.motion.addons.pia_affinity import parse_affinity
 
         return queue_check(cls, {"frames": frames, "custom_affinity": custom_affinity},
                            lambda: not (custom_affinity or "").strip() or parse_affinity(custom_affinity, frames))
@@ -73,7 +73,7 @@ class PIAImage(PackNode):
     @classmethod
     def execute(cls, model, positive, negative, vae, image, frames: int, affinity: str,
                 custom_affinity: str | None = None) -> io.NodeOutput:
-        from ..animapose.motion.image_conditioning import pia_conditioning
+        from ..animapose.motion.addons.pia import pia_conditioning
 
         with node_errors(cls.DISPLAY):
             pos, neg, latent = pia_conditioning(model, positive, negative, vae, image, frames, affinity,
@@ -124,7 +124,7 @@ class AnimateLCMI2VImage(PackNode):
 
     @classmethod
     def execute(cls, model, vae, image, frames: int, strength: float, motion_scale: float) -> io.NodeOutput:
-        from ..animapose.motion.lcm_i2v import reference_model
+        from ..animapose.motion.addons.lcm_i2v import reference_model
 
         with node_errors(cls.DISPLAY):
             m, latent = reference_model(model, vae, image, frames, strength, motion_scale)
@@ -162,7 +162,7 @@ class LoadSparseCtrl(PackNode):
     @classmethod
     def execute(cls, sparsectrl_name: str, groupnorm: str) -> io.NodeOutput:
         from ..animapose.motion import NORM_DIFFUSERS
-        from ..animapose.motion.sparsectrl import load_sparsectrl
+        from ..animapose.motion.addons.sparsectrl import load_sparsectrl
 
         with node_errors(cls.DISPLAY):
             path = full_path(CONTROLNET_FOLDER, sparsectrl_name, "sparsectrl_name")
@@ -200,14 +200,14 @@ class SparseCtrlKeyframes(PackNode):
 
     @classmethod
     def validate_inputs(cls, frame_indices=None):
-        from ..animapose.motion.keyframe_indices import parse_frame_indices
+        from ..animapose.motion.addons.sparsectrl_keyframes import parse_frame_indices
 
         return queue_check(cls, {"frame_indices": frame_indices},
                            lambda: frame_indices is None or parse_frame_indices(frame_indices))
 
     @classmethod
     def execute(cls, control_net, frame_indices: str) -> io.NodeOutput:
-        from ..animapose.motion.sparsectrl import with_keyframes
+        from ..animapose.motion.addons.sparsectrl import with_keyframes
 
         with node_errors(cls.DISPLAY):
             return io.NodeOutput(with_keyframes(control_net, frame_indices))

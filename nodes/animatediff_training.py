@@ -22,7 +22,7 @@ from .common import (
     node_errors,
     queue_check,
 )
-from .dreampose_finetune import LossMapType, _Reporter
+from .dreampose_finetune import LossMapType, TrainingReporter
 
 
 def split_videos(images, frames_per_video: int) -> list:
@@ -140,7 +140,7 @@ class TrainMotionModule(PackNode):
         with node_errors(cls.DISPLAY):
             stem = _save_name(save_name, mode)  # again here, before any work: a linked name is only known now
         label = "MotionLoRA" if mode == "motion_lora" else "motion module"
-        report = _Reporter(label, cls.hidden.unique_id if cls.hidden else None, steps,
+        report = TrainingReporter(label, cls.hidden.unique_id if cls.hidden else None, steps,
                            preparing="copying the weights, encoding the frames")
         settings = mt.MotionTrainSettings(mode=mode, steps=steps, learning_rate=learning_rate, lora_rank=lora_rank,
                                           frames=frames, stride=stride, batch_size=batch_size, seed=seed,

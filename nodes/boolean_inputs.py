@@ -41,7 +41,7 @@ def boolean_inputs() -> dict[str, tuple[type, tuple[str, ...]]]:
     for cls in ALL_NODES:
         try:
             schema = cls.define_schema()
-        except Exception:  # noqa: BLE001 - e.g. a model folder not registered: that node's booleans go unchecked
+        except Exception:
             log.warning("AnimaPose: could not read the inputs of %s; its boolean inputs are not checked when queued",
                         cls.__name__, exc_info=True)
             continue

@@ -421,7 +421,7 @@ class DreamPoseSampler(PackNode):
                 io.Int.Input("frames_per_batch", default=4, min=1, max=256,
                              tooltip="Frames per UNet call (each costs three evaluations for dual CFG). Larger "
                                      "batches keep a GPU busier, until memory runs out; on the CPU they gain "
-                                     "little at 640x512 (see the README's benchmark), so 1 saves memory there."),
+                                     "little at 640x512 (docs/benchmarks.md), so 1 saves memory there."),
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="The sampled frames.")],
         )

@@ -44,7 +44,7 @@ def _common_inputs():
             io.Boolean.Input("gradient_checkpointing", default=True, tooltip=_CHECKPOINT_TIP)]
 
 
-class _Reporter:
+class TrainingReporter:
     """ComfyUI's progress bar plus a line of text on the node with the current and recent loss."""
 
     def __init__(self, label: str, node_id, steps: int, preparing: str = "copying the weights, encoding the photos"):
@@ -141,7 +141,7 @@ class DreamPoseFinetuneUNet(PackNode):
                 multi_image, crop_probability, seed, precision, gradient_checkpointing) -> io.NodeOutput:
         from ..animapose.dreampose.finetune import finetune_unet
 
-        report = _Reporter("UNet + adapter", cls.hidden.unique_id if cls.hidden else None, steps)
+        report = TrainingReporter("UNet + adapter", cls.hidden.unique_id if cls.hidden else None, steps)
         settings = _settings(steps=steps, learning_rate=learning_rate, width=width, height=height, fit=fit,
                              crop_probability=crop_probability, seed=seed, precision=precision,
                              gradient_checkpointing=gradient_checkpointing, multi_image=multi_image)
@@ -188,7 +188,7 @@ class DreamPoseFinetuneVAE(PackNode):
                 gradient_checkpointing) -> io.NodeOutput:
         from ..animapose.dreampose.finetune import finetune_vae_decoder
 
-        report = _Reporter("VAE decoder", cls.hidden.unique_id if cls.hidden else None, steps)
+        report = TrainingReporter("VAE decoder", cls.hidden.unique_id if cls.hidden else None, steps)
         settings = _settings(steps=steps, learning_rate=learning_rate, width=width, height=height, fit=fit,
                              crop_probability=crop_probability, seed=seed, precision=precision,
                              gradient_checkpointing=gradient_checkpointing)

@@ -6,4 +6,5 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 eval "$("$REPO/scripts/provision.sh" | grep -E '^(AP_HOME|PYTHON|COMFYUI)=' | sed 's/^/export /')"
 export ANIMAPOSE_COMFYUI="$COMFYUI"
-exec "$PYTHON" "$REPO/scripts/demo.py" "$@"
+cd "$AP_HOME"  # not the checkout: `python -m` puts the working folder on sys.path
+exec "$PYTHON" -m comfyui_animapose.workshop.demo.job "$@"

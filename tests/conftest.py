@@ -33,8 +33,8 @@ def pytest_configure(config):
 def comfy_server(tmp_path_factory):
     """One real ComfyUI server per test session, with the pack and the demo models, shared by the server and
     browser tiers. A pack that fails to import fails here: ComfyUI itself only logs it."""
-    from tests.harness.models import TEST_DREAMPOSE, TEST_PROFILE, demo_files
-    from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
+    from comfyui_animapose.workshop.models import TEST_DREAMPOSE, TEST_PROFILE, demo_files
+    from comfyui_animapose.workshop.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
 
     base = prepare_base_dir(tmp_path_factory.mktemp("comfy-base"), demo_files(TEST_PROFILE, TEST_DREAMPOSE))
     server = ComfyServer(base, threads=TEST_SERVER_THREADS).start()

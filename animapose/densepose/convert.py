@@ -12,7 +12,7 @@ For a detected person detectron2 (``densepose.converters.chart_output_to_chart_r
 
 The result is a (2, h, w) UV map for the box; DreamPose's ``utils/densepose.py`` pastes it into a zero canvas of the
 frame's size with its top-left corner at (x, y). Here all four kinds of map are resized in one call and the label's
-channel is picked with ``gather``; ``tests/unit/densepose_reference.py`` holds an independent per-part version.
+channel is picked with ``gather``; ``workshop/references/densepose_reference.py`` holds an independent per-part version.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..dreampose.poses import _near_viridis
+from ..dreampose.poses import near_viridis
 from ..errors import AnimaPoseError
 from .convert import person_canvas
 from .model import DensePoseModel
@@ -60,7 +60,7 @@ def _render_kind(px: torch.Tensor) -> str | None:
     blue = px[:, 2]
     if px.amax() > 0.05 and blue.mean() <= 0.02 and (blue > 0.1).float().mean() <= 0.002:
         return "a DensePose UV map (U in red, V in green, blue empty), i.e. already a pose"
-    if _near_viridis(px).float().mean() >= 0.9:
+    if near_viridis(px).float().mean() >= 0.9:
         return ("a Viridis colour-mapped DensePose render (e.g. comfyui_controlnet_aux's DensePose Estimator "
                 "output)")
     dark = px.amax(1) <= 0.05

@@ -52,7 +52,7 @@ def _zip_pickle_keys(path: str) -> list[str] | None:
         for op, arg, _ in pickletools.genops(data):
             if isinstance(arg, str) and op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
                 keys.append(arg)
-    except Exception:  # noqa: BLE001 - a damaged pickle is just "unknown" here; the loader reports it
+    except Exception:
         return keys or None
     return keys
 

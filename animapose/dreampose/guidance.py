@@ -101,7 +101,7 @@ def _guider_class():
             warn_if_not_finite(out, GUIDER_NODE)
             return out
 
-        def predict_noise(self, x, timestep, model_options={}, seed=None):  # noqa: B006 - ComfyUI's signature
+        def predict_noise(self, x, timestep, model_options={}, seed=None):
             out = super().predict_noise(x, timestep, model_options, seed)
             check_model_output(x, out, lambda: non_finite_guidance(self.cfg2, self.cfg1))
             return out

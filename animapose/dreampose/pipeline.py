@@ -154,12 +154,12 @@ def image_conditioning(clip_vision, vae, adapter: EmbeddingAdapter, images: torc
     require_choice(multi_image, MULTI_IMAGE, "multi_image")
     check_reference_models(clip_vision, adapter)
     fitted = fit_images(images, OFFICIAL_HW, fit)
-    tokens = _adapter_tokens(clip_vision, vae, adapter, fitted, value_range)
+    tokens = adapter_tokens(clip_vision, vae, adapter, fitted, value_range)
     tokens = tokens.mean(0, keepdim=True) if multi_image == "average" else tokens[:1]
     # The official unconditional picture is np.zeros((512, 640, 3)): black, landscape (its latent flattens in the
     # transposed order, which the adapter accepts).
     black = torch.zeros(1, OFFICIAL_HW[1], OFFICIAL_HW[0], 3)
-    uncond = _adapter_tokens(clip_vision, vae, adapter, black, value_range)
+    uncond = adapter_tokens(clip_vision, vae, adapter, black, value_range)
     meta = {"value_range": value_range, "photos": images.shape[0]}
     return [[tokens, {META: meta}]], [[uncond, {META: dict(meta)}]]
 
@@ -182,7 +182,7 @@ def check_reference_models(clip_vision, adapter) -> None:
                              "'Load DreamPose UNet + Adapter'")
 
 
-def _adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Tensor:
+def adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Tensor:
     clip_tokens, latent = reference_features(clip_vision, vae, pictures, value_range)
     with torch.no_grad():
         adapter = adapter.to(device=latent.device, dtype=torch.float32)

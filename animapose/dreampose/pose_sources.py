@@ -12,7 +12,7 @@ What a sequence may cost is known from the ``.npy`` headers before any data is r
 most ``MAX_POSE_BYTES``. Every file must be exactly as long as its header says (header + 2 x H x W x itemsize), so a
 small archive can never unpack to more than the poses it declares. Archives are read in memory (never extracted,
 so member names cannot write anywhere), and each array then goes through the same value checks as a folder's files
-(``poses._check_uv_array``).
+(``poses.check_uv_array``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 
 from ..errors import AnimaPoseError
 from ..paths import is_inside, open_inside, resolve_inside
-from .poses import _UV_FIX, _check_uv_array, _natural_key, _warn_on_gaps
+from .poses import UV_FIX, check_uv_array, natural_key, warn_on_gaps
 
 ARCHIVE_EXTENSIONS = (".zip",)
 # Folders are searched this deep below the input directory (input/poses/dance_1 is depth 2).
@@ -81,7 +81,7 @@ def list_pose_sources(input_dir: str) -> list[str]:
 
     def walk(path: str, rel: str, depth: int) -> None:
         try:
-            entries = sorted(os.scandir(path), key=lambda e: _natural_key(e.name))
+            entries = sorted(os.scandir(path), key=lambda e: natural_key(e.name))
         except OSError:
             return
         for e in entries:
@@ -147,7 +147,7 @@ def load_pose_source(input_dir: str, value: str, input_name: str = "folder") -> 
             for i, m in enumerate(maps):
                 with _member(zf, m.where, m.name, input_name) as fh:
                     out[i] = _read_map(fh, m, m.where.file_size, input_name)
-    _warn_on_gaps([m.name for m in maps])
+    warn_on_gaps([m.name for m in maps])
     return torch.from_numpy(out)
 
 
@@ -156,12 +156,12 @@ def load_pose_source(input_dir: str, value: str, input_name: str = "folder") -> 
 def _scan_folder(input_dir: str, path: str, input_name: str) -> list[_Map]:
     name = os.path.basename(path)
     try:
-        files = sorted((n for n in os.listdir(path) if n.lower().endswith(".npy")), key=_natural_key)
+        files = sorted((n for n in os.listdir(path) if n.lower().endswith(".npy")), key=natural_key)
     except OSError as e:
         raise AnimaPoseError(input_name, f"'{name}' could not be listed ({e.strerror})", _FIX_PICK) from e
     files = [n for n in files if n.lower().endswith("_densepose.npy")] or files
     if not files:
-        raise AnimaPoseError(input_name, f"'{name}' holds no .npy files", _UV_FIX)
+        raise AnimaPoseError(input_name, f"'{name}' holds no .npy files", UV_FIX)
     _check_count(len(files), name, input_name)
     maps = []
     for f in files:
@@ -202,9 +202,9 @@ def _scan_archive(zf: zipfile.ZipFile, name: str, input_name: str) -> list[_Map]
                and "__MACOSX/" not in m.filename]
     members = [m for m in members if m.filename.lower().endswith("_densepose.npy")] or members
     if not members:
-        raise AnimaPoseError(input_name, f"the archive '{name}' holds no .npy files", _UV_FIX + " (zip them)")
+        raise AnimaPoseError(input_name, f"the archive '{name}' holds no .npy files", UV_FIX + " (zip them)")
     _check_count(len(members), name, input_name)
-    members.sort(key=lambda m: _natural_key(posixpath.basename(m.filename)))
+    members.sort(key=lambda m: natural_key(posixpath.basename(m.filename)))
     for m in members:
         # from the archive's directory alone: nothing of a member this large is unpacked
         if m.file_size > MAX_MEMBER_BYTES:
@@ -253,7 +253,7 @@ def _map_of(shown: str, where, header: tuple, size: int, input_name: str) -> _Ma
                              "save the UV map as a plain numeric array with np.save")
     if len(shape) != 3 or shape[0] != 2 or not np.issubdtype(dtype, np.floating):
         raise AnimaPoseError(input_name, f"'{shown}' holds {dtype} of shape {list(shape)}; DreamPose reads float "
-                             "UV maps of shape (2, H, W)", _UV_FIX)
+                             "UV maps of shape (2, H, W)", UV_FIX)
     if dtype.itemsize > _MAX_ITEMSIZE:
         raise AnimaPoseError(input_name, f"'{shown}' holds {dtype} values", "save the UV maps as float32")
     h, w = shape[1:]
@@ -296,4 +296,4 @@ def _read_map(fh, planned: _Map, size: int, input_name: str) -> np.ndarray:
         arr = np.lib.format.read_array(fh, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise AnimaPoseError(input_name, f"'{planned.name}' could not be read ({_first_line(e)})", _FIX_EXPORT) from e
-    return _check_uv_array(arr, planned.name, input_name)
+    return check_uv_array(arr, planned.name, input_name)

@@ -30,18 +30,18 @@ _VALID_MODES = ("clamp", "official", "single")
 _VALID_RANGES = ("clean", "legacy")
 
 # The 9-colour viridis palette (matplotlib's and OpenCV's viridis at 0, 1/8, ..., 1).
-_VIRIDIS = torch.tensor([
+VIRIDIS = torch.tensor([
     [0x44, 0x01, 0x54], [0x47, 0x2C, 0x7A], [0x3B, 0x51, 0x8B], [0x2C, 0x71, 0x8E], [0x21, 0x90, 0x8D],
     [0x27, 0xAD, 0x81], [0x5C, 0xC8, 0x63], [0xAA, 0xDC, 0x32], [0xFD, 0xE7, 0x25],
 ], dtype=torch.float32) / 255.0
 
 _UV_LAYOUT = ("DreamPose reads DensePose UV: a (2, H, W) array per frame, U then V, values in [0, 1] and 0 on the "
               "background")
-_UV_FIX = ("export UV maps as frame_N_densepose.npy files of shape (2, H, W) (DreamPose's utils/densepose.py does "
+UV_FIX = ("export UV maps as frame_N_densepose.npy files of shape (2, H, W) (DreamPose's utils/densepose.py does "
            "this from detectron2 DensePose) and load the folder")
 
 
-def _natural_key(name: str) -> list:
+def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
@@ -52,28 +52,28 @@ def load_uv_folder(folder: str, input_name: str = "pose_folder") -> torch.Tensor
     """
     if not os.path.isdir(folder):
         raise AnimaPoseError(input_name, f"'{folder}' is not a folder", "give the folder that holds frame_N_densepose.npy")
-    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(".npy")), key=_natural_key)
+    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(".npy")), key=natural_key)
     densepose = [n for n in names if n.lower().endswith("_densepose.npy")]
     # The official layout keeps other arrays (keypoints, ...) beside the UV maps; take only the UV maps then.
     names = densepose or names
     if not names:
-        raise AnimaPoseError(input_name, f"'{folder}' holds no .npy files", _UV_FIX)
+        raise AnimaPoseError(input_name, f"'{folder}' holds no .npy files", UV_FIX)
     frames = []
     for name in names:
-        frames.append(_check_uv_array(_load_npy(os.path.join(folder, name), input_name), name, input_name))
+        frames.append(check_uv_array(_load_npy(os.path.join(folder, name), input_name), name, input_name))
     first = frames[0].shape
     for name, arr in zip(names, frames):
         if arr.shape != first:
             raise AnimaPoseError(input_name, f"'{name}' is {arr.shape[2]}x{arr.shape[1]} but '{names[0]}' is "
                                  f"{first[2]}x{first[1]}; all pose maps of a sequence must have one size",
                                  "export every frame's UV map at the same resolution")
-    _warn_on_gaps(names)
+    warn_on_gaps(names)
     return torch.from_numpy(np.stack(frames)).float()
 
 
 def read_uv_file(path: str, input_name: str = "poses") -> torch.Tensor:
     """One ``frame_N_densepose.npy``: (2, H, W) float32 UV, with the same checks as ``load_uv_folder``."""
-    return torch.from_numpy(_check_uv_array(_load_npy(path, input_name), os.path.basename(path), input_name))
+    return torch.from_numpy(check_uv_array(_load_npy(path, input_name), os.path.basename(path), input_name))
 
 
 def _load_npy(path: str, input_name: str) -> np.ndarray:
@@ -87,7 +87,7 @@ def _load_npy(path: str, input_name: str) -> np.ndarray:
                              "export the pose file again") from e
 
 
-def _check_uv_array(arr: np.ndarray, name: str, input_name: str) -> np.ndarray:
+def check_uv_array(arr: np.ndarray, name: str, input_name: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating):
         raise AnimaPoseError(input_name, f"'{name}' holds {arr.dtype} values; {_UV_LAYOUT}",
                              "save float UV coordinates in [0, 1] (divide 8-bit values by 255)")
@@ -99,7 +99,7 @@ def _check_uv_array(arr: np.ndarray, name: str, input_name: str) -> np.ndarray:
         raise AnimaPoseError(input_name, f"'{name}' is channels-last {list(arr.shape)}; {_UV_LAYOUT}",
                              "transpose each array to (2, H, W) before saving")
     if arr.ndim != 3 or arr.shape[0] != 2:
-        raise AnimaPoseError(input_name, f"'{name}' has shape {list(arr.shape)}; {_UV_LAYOUT}", _UV_FIX)
+        raise AnimaPoseError(input_name, f"'{name}' has shape {list(arr.shape)}; {_UV_LAYOUT}", UV_FIX)
     if not np.isfinite(arr).all():
         raise AnimaPoseError(input_name, f"'{name}' contains NaN or infinite values", "export the pose file again")
     lo, hi = float(arr.min()), float(arr.max())
@@ -115,7 +115,7 @@ def _check_uv_array(arr: np.ndarray, name: str, input_name: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _warn_on_gaps(names: list[str]) -> None:
+def warn_on_gaps(names: list[str]) -> None:
     numbers = []
     for name in names:
         digits = re.findall(r"\d+", name)
@@ -156,7 +156,7 @@ def _describe_non_uv(rgb: torch.Tensor) -> str:
     spread = px.amax(1) - px.amin(1)
     if (spread <= 2 / 255).float().mean() >= 0.99:
         return "the images are greyscale (red = green = blue), e.g. a depth or line map, not a UV map"
-    if _near_viridis(px).float().mean() >= 0.9:
+    if near_viridis(px).float().mean() >= 0.9:
         return ("the images are a Viridis colour-mapped DensePose render (e.g. from comfyui_controlnet_aux's "
                 "DensePose Estimator): its colours encode the body-part index, not UV coordinates, and UV cannot be "
                 "recovered from it")
@@ -173,9 +173,9 @@ def _describe_non_uv(rgb: torch.Tensor) -> str:
     return "the blue channel is not empty, so the images are ordinary colour pictures, not UV maps"
 
 
-def _near_viridis(px: torch.Tensor, tol: float = 0.06) -> torch.Tensor:
+def near_viridis(px: torch.Tensor, tol: float = 0.06) -> torch.Tensor:
     # controlnet_aux paints the background and every part with viridis colours, so nearly all pixels lie on its curve.
-    a, b = _VIRIDIS[:-1], _VIRIDIS[1:]
+    a, b = VIRIDIS[:-1], VIRIDIS[1:]
     seg = b - a
     t = (((px[:, None, :] - a) * seg).sum(-1) / (seg * seg).sum(-1)).clamp(0, 1)
     closest = a + t[..., None] * seg
@@ -222,7 +222,7 @@ def pose_windows(uv: torch.Tensor, frames_hw_latent: tuple[int, int], mode: str 
     if value_range not in _VALID_RANGES:
         raise ValueError(f"value_range must be one of {_VALID_RANGES}, not {value_range!r}")
     if uv.ndim != 4 or uv.shape[1] != 2:
-        raise AnimaPoseError(input_name, f"expected UV poses [frames, 2, height, width], got {list(uv.shape)}", _UV_FIX)
+        raise AnimaPoseError(input_name, f"expected UV poses [frames, 2, height, width], got {list(uv.shape)}", UV_FIX)
     h, w = frames_hw_latent
     maps = F.interpolate(uv.float(), (8 * h, 8 * w), mode="bilinear", align_corners=False)
     if value_range == "legacy":

@@ -1,5 +1,7 @@
-"""AnimateDiff: motion-module formats (detect, convert, lora), the torch module (module), schedules, and the
-ComfyUI integration (inflate, context).
+"""AnimateDiff, along its seams: ``module`` (the motion module as plain torch), ``formats`` (what a file is and its
+key layouts: detect, convert, lora), ``sampling`` (the ComfyUI integration: inflate, placement, injection, stages,
+residency, context windows, schedules), ``controls`` (multival, FreeInit, FreeNoise, prompt travel) and ``addons``
+(the image and camera add-on models: PIA, AnimateLCM-I2V, SparseCtrl, CameraCtrl).
 
 The GroupNorm-scope choice is exposed to users, so its names live here, importable without ComfyUI.
 """

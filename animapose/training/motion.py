@@ -209,14 +209,20 @@ def _check(model, vae, clips: Clips, motion, settings: MotionTrainSettings):
 class MotionRun:
     """One training run's state: a frozen UNet copy with the motion modules inserted at ``slots``, the clips' latents
     and caption tokens, and the trainable parameters. ``from_comfy`` builds it from native ComfyUI objects; the demo
-    models' script builds it from its own narrow UNet (``animapose.synthetic.tiny_models``) and trains it with the
+    models' script builds it from its own narrow UNet (``workshop/synthetic/tiny_models.py``) and trains it with the
     same loss, schedule and loop."""
 
     def __init__(self, unet, motion_set, slots, scope, latents: list[torch.Tensor], captions: list[int],
                  contexts: list[torch.Tensor], empty: torch.Tensor | None, settings: MotionTrainSettings,
                  device: torch.device):
-        from ..motion.inflate import FrameGroupNorm, _insert_position, _mid_position, _resnet_norm_holders, _RunState
         from ..motion.module import MotionModule
+        from ..motion.sampling.placement import (
+            FrameGroupNorm,
+            RunState,
+            insert_position,
+            mid_position,
+            resnet_norm_holders,
+        )
 
         self.settings, self.device = settings, device
         self.precision = Precision(settings.precision, device)
@@ -238,11 +244,11 @@ class MotionRun:
         self.motion_set.train()
         for slot in slots:  # into the training copy only
             seq = self.unet.middle_block if slot.blocks == "middle_block" else getattr(self.unet, slot.blocks)[slot.index]
-            pos = _mid_position(seq) if slot.blocks == "middle_block" else _insert_position(seq)
+            pos = mid_position(seq) if slot.blocks == "middle_block" else insert_position(seq)
             seq.insert(pos, self.motion_set.get_submodule(slot.module))
-        self.state = _RunState()
+        self.state = RunState()
         if scope.resnet:
-            for seq in _resnet_norm_holders(self.unet):
+            for seq in resnet_norm_holders(self.unet):
                 seq[0] = FrameGroupNorm(seq[0], self.state)
         if settings.gradient_checkpointing:
             checkpoint_modules(highest_modules(self.unet))
@@ -256,8 +262,8 @@ class MotionRun:
 
     @classmethod
     def from_comfy(cls, model, vae, clips: Clips, motion, settings: MotionTrainSettings, device: torch.device):
-        from ..motion.detect import NormScope, normalize_motion_state_dict
-        from ..motion.inflate import plan_slots, unet_kind
+        from ..motion.formats.detect import NormScope, normalize_motion_state_dict
+        from ..motion.sampling.placement import plan_slots, unet_kind
 
         _check(model, vae, clips, motion, settings)
         latent_format = model.model.latent_format
@@ -329,7 +335,7 @@ class MotionRun:
 
 def _motion_copy(motion, device: torch.device):
     """An fp32 plain-torch copy of a motion model's modules, with its LoRA patches merged."""
-    from ..motion.detect import build_motion_set
+    from ..motion.formats.detect import build_motion_set
 
     weights = effective_weights(motion.patcher, "", device)
     for name, buffer in motion.patcher.model.named_buffers():  # position tables are buffers, not in key patches
@@ -382,8 +388,8 @@ def motion_model_from_state(state: dict[str, torch.Tensor], name: str):
     import comfy.model_patcher
     import comfy.ops
 
-    from ..motion.detect import build_motion_set, normalize_motion_state_dict
-    from ..motion.inflate import MotionModel
+    from ..motion.formats.detect import build_motion_set, normalize_motion_state_dict
+    from ..motion.sampling.inflate import MotionModel
 
     sd, info = normalize_motion_state_dict(state, "motion_model")
     dtype = comfy.model_management.unet_dtype()

@@ -13,7 +13,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .helpers import CHROMIUM, CHROMIUM_ARGS, INIT_SCRIPT, Frontend, record_prompt_post
+from comfyui_animapose.workshop.browser.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    INIT_SCRIPT,
+    Frontend,
+    record_prompt_post,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,7 @@ from collections import Counter
 
 import pytest
 
-from tests.harness.models import CHECKPOINT_NAME
-
-from .helpers import (
+from comfyui_animapose.workshop.browser.helpers import (
     ARTIFACTS,
     EXTENSION_NAME,
     INFO_WIDGET,
@@ -33,7 +31,8 @@ from .helpers import (
     workflow_files,
     workflows_dir,
 )
-from .layout import GEOMETRY, node_overlaps
+from comfyui_animapose.workshop.browser.layout import GEOMETRY, node_overlaps
+from comfyui_animapose.workshop.models import CHECKPOINT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
 
 def api_twin(path):
     """workflows/api/<stem>.json of a template workflows/<title>.json, if the template is a shipped one."""
-    from tests.harness.workflows import API_WORKFLOWS, TEMPLATE_TITLES
+    from comfyui_animapose.workshop.workflows import API_WORKFLOWS, TEMPLATE_TITLES
 
     stems = {title: stem for stem, title in TEMPLATE_TITLES.items()}
     twin = API_WORKFLOWS / f"{stems.get(path.stem, path.stem)}.json"
@@ -251,7 +250,7 @@ def test_workflow(ui, comfy_server, backend_types, path):
         toasts = validation_toasts(ui)
         assert not toasts, f"{name}: the frontend flagged the workflow on load: {toasts}"
         twin = api_twin(path)
-        if twin is not None:  # the template is its API file's graph, laid out (scripts/export_ui_workflows.py)
+        if twin is not None:  # the template is its API file's graph, laid out (workshop/authoring/export_ui_workflows.py)
             diffs = prompt_diff(prompt, json.loads(twin.read_text()), ignore=FRONTEND_ONLY)
             assert not diffs, f"{name}: the template's graph differs from {twin.name}:\n" + "\n".join(diffs)
 
@@ -264,7 +263,7 @@ def test_workflow(ui, comfy_server, backend_types, path):
     assert not diffs, f"{name}: widgets do not give the shrunk prompt:\n" + "\n".join(diffs)
     t_load = time.monotonic() - t0
     if fmt == "api":
-        # The API file's graph is the UI template's (scripts/export_ui_workflows.py builds one from the other), which
+        # The API file's graph is the UI template's (workshop/authoring/export_ui_workflows.py builds one from the other), which
         # runs below from its own load, and the server tier queues this very prompt: the frontend's part for an API
         # file is the exact load and conversion checked above, so it is not sampled a third time.
         log.info("%s (api): loaded+shrunk in %.1f s", name, t_load)

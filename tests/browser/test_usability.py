@@ -20,11 +20,19 @@ import numpy as np
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.harness.env import PACK_DIR_NAME
-from tests.harness.server import ExecutionFailed
-
-from .helpers import ARTIFACTS, safe_name, workflows_dir
-from .layout import GEOMETRY, OVERLAYS, covered, cut_titles, fit_zoom, group_problems, node_overlaps, on_screen
+from comfyui_animapose.workshop.browser.helpers import ARTIFACTS, safe_name, workflows_dir
+from comfyui_animapose.workshop.browser.layout import (
+    GEOMETRY,
+    OVERLAYS,
+    covered,
+    cut_titles,
+    fit_zoom,
+    group_problems,
+    node_overlaps,
+    on_screen,
+)
+from comfyui_animapose.workshop.env import PACK_DIR_NAME
+from comfyui_animapose.workshop.server import ExecutionFailed
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +178,7 @@ def test_templates_list_titles_and_thumbnails(big, comfy_server):
     assert sorted(shown) == sorted(shown, key=lambda n: int(n.split(" ", 1)[0]) if n[0].isdigit() else 99)
     for p in files:
         jpg = p.with_suffix(".jpg")
-        assert jpg.is_file(), f"no thumbnail {jpg.name} (scripts/demo.py writes them)"
+        assert jpg.is_file(), f"no thumbnail {jpg.name} (workshop/demo/job.py writes them)"
         assert jpg.stat().st_size < 200_000, f"{jpg.name} is {jpg.stat().st_size} bytes; keep thumbnails small"
         url = f"{comfy_server.url}/api/workflow_templates/{PACK_DIR_NAME}/{urllib.parse.quote(jpg.name)}"
         with urllib.request.urlopen(url, timeout=10) as r:

@@ -3,7 +3,7 @@ tiny-model fixtures of the AnimateDiff tests."""
 
 import pytest
 
-from tests.harness import comfy_env
+from comfyui_animapose.workshop import comfy_env
 
 comfy_env.bootstrap()
 
@@ -13,7 +13,7 @@ def tiny():
     """(model, clip, vae, positive, negative) of the 1-level SD1.5 fixture."""
     import comfy.sd
 
-    from tests.fixtures.sd15 import sd15_checkpoint
+    from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
     model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("tiny", "taesd")))
     positive = clip.encode_from_tokens_scheduled(clip.tokenize("a fox running in snow"))
@@ -23,15 +23,15 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def tiny_motion():
-    from animapose.motion.inflate import load_motion_model
-    from tests.fixtures.motion import motion_module_file
+    from comfyui_animapose.animapose.motion.sampling.inflate import load_motion_model
+    from comfyui_animapose.workshop.fixtures.motion import motion_module_file
 
     return load_motion_model(str(motion_module_file("v2", "original", "tiny", ext=".ckpt")), "mm_sd_v15_v2.ckpt")
 
 
 @pytest.fixture(scope="session")
 def animated(tiny, tiny_motion):
-    from animapose.motion.inflate import apply_motion_model
+    from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model
 
     return apply_motion_model(tiny[0], tiny_motion).model
 
@@ -42,7 +42,7 @@ def small_model():
     its shared conv_in weights through the patcher and check the model afterwards."""
     import comfy.sd
 
-    from tests.fixtures.sd15 import sd15_checkpoint
+    from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
     model, *_ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("small", "taesd")), output_vae=False,
                                                       output_clip=False)

@@ -9,16 +9,18 @@ import comfy.samplers
 import pytest
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion import freeinit, freenoise, residency, schedules
-from animapose.motion.context import set_context_windows
-from animapose.motion.inflate import FrameGroupNorm, apply_motion_model, load_motion_model
-from animapose.motion.module import MotionModule
-from animapose.motion.multival import MotionKeyframe, Multival
-from animapose.motion.prompt_travel import encode_schedule, parse_schedule
-from animapose.motion.stages import stages_of
-from tests.comfy.helpers import run
-from tests.fixtures.motion import motion_module_file
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.controls import freeinit, freenoise
+from comfyui_animapose.animapose.motion.controls.multival import MotionKeyframe, Multival
+from comfyui_animapose.animapose.motion.controls.prompt_travel import encode_schedule, parse_schedule
+from comfyui_animapose.animapose.motion.module import MotionModule
+from comfyui_animapose.animapose.motion.sampling import residency, schedules
+from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.animapose.motion.sampling.placement import FrameGroupNorm
+from comfyui_animapose.animapose.motion.sampling.stages import stages_of
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.sampling import run
 
 KEEP = schedules.USE_EXISTING  # same noise schedule as the image model, so outputs can be compared with it
 
@@ -160,10 +162,10 @@ def test_a_motion_lora_applies_when_its_model_is_loaded_for_its_steps(tiny, tiny
     """Loading for its steps goes through ComfyUI's model loading, so the LoRA's weight patches apply: a LoRA'd
     motion model limited to some steps samples what a motion model with the LoRA merged into its weights samples
     with the same limit, and the loaded motion model itself is left unpatched."""
-    from animapose.checkpoints import load_state_dict
-    from animapose.motion.inflate import add_motion_lora
-    from animapose.motion.lora import parse_motion_lora
-    from tests.fixtures.motion import motion_lora_file, motion_module_file
+    from comfyui_animapose.animapose.checkpoints import load_state_dict
+    from comfyui_animapose.animapose.motion.formats.lora import parse_motion_lora
+    from comfyui_animapose.animapose.motion.sampling.inflate import add_motion_lora
+    from comfyui_animapose.workshop.fixtures.motion import motion_lora_file, motion_module_file
 
     model, _, _, pos, neg = tiny
     path = str(motion_lora_file("tiny"))
@@ -259,9 +261,8 @@ def test_prompt_travel_frame_mismatch_is_refused(tiny, animated):
 # -- FreeNoise ------------------------------------------------------------------------------------------------------
 
 def test_freenoise_noise_and_ksampler_option_agree(tiny, animated):
-    from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, SamplerCustomAdvanced
-
     import nodes
+    from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, SamplerCustomAdvanced
 
     _, _, _, pos, neg = tiny
     latent = {"samples": torch.zeros(12, 4, 8, 8)}
@@ -302,9 +303,8 @@ def test_freeinit_reinitialisation_is_the_papers(animated):
 
 
 def test_freeinit_sampler_and_model_option(tiny, animated):
-    from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, SamplerCustomAdvanced
-
     import nodes
+    from comfy_extras.nodes_custom_sampler import BasicScheduler, CFGGuider, KSamplerSelect, SamplerCustomAdvanced
 
     _, _, _, pos, neg = tiny
     latent = {"samples": torch.zeros(4, 4, 8, 8)}

@@ -14,12 +14,13 @@ import comfy.utils
 import pytest
 import torch
 
-from animapose.motion import schedules
-from animapose.motion.inflate import FrameGroupNorm, add_motion_lora, apply_motion_model
-from animapose.motion.module import MotionModule
-from tests.comfy.helpers import run
-from tests.fixtures.controlnet import controlnet_file
-from tests.fixtures.motion import domain_adapter_file, motion_lora_file
+from comfyui_animapose.animapose.motion.module import MotionModule
+from comfyui_animapose.animapose.motion.sampling import schedules
+from comfyui_animapose.animapose.motion.sampling.inflate import add_motion_lora, apply_motion_model
+from comfyui_animapose.animapose.motion.sampling.placement import FrameGroupNorm
+from comfyui_animapose.workshop.fixtures.controlnet import controlnet_file
+from comfyui_animapose.workshop.fixtures.motion import domain_adapter_file, motion_lora_file
+from comfyui_animapose.workshop.sampling import run
 
 SAMPLERS = list(comfy.samplers.KSampler.SAMPLERS)
 SCHEDULERS = list(comfy.samplers.KSampler.SCHEDULERS)
@@ -52,6 +53,7 @@ def test_every_scheduler(tiny, animated, scheduler):
 
 def test_sampler_nodes_agree(tiny, animated):
     """KSampler, KSamplerAdvanced and SamplerCustomAdvanced drive the inflated model identically."""
+    import nodes
     from comfy_extras.nodes_custom_sampler import (
         BasicScheduler,
         CFGGuider,
@@ -59,8 +61,6 @@ def test_sampler_nodes_agree(tiny, animated):
         RandomNoise,
         SamplerCustomAdvanced,
     )
-
-    import nodes
 
     _, _, _, pos, neg = tiny
     latent = {"samples": torch.zeros(4, 4, 8, 8)}
@@ -194,7 +194,7 @@ def test_offloading_follows_the_model(tiny, animated):
 
 
 def test_bfloat16_model(tiny_motion):
-    from tests.fixtures.sd15 import sd15_checkpoint
+    from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
     model, clip, _, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_checkpoint("tiny", "taesd")), output_vae=False,
                                                               model_options={"dtype": torch.bfloat16})
@@ -215,7 +215,7 @@ def test_bfloat16_model(tiny_motion):
 
 def test_context_windows_long_clip_with_controlnet(tiny, animated):
     """Frames beyond the positions run in windows; each window's ControlNet sees that window's hint frames."""
-    from animapose.motion.context import FrameWindowHandler, set_context_windows
+    from comfyui_animapose.animapose.motion.sampling.context import FrameWindowHandler, set_context_windows
 
     _, _, _, pos, neg = tiny
     windowed = set_context_windows(animated, 4, 2, "standard_static", 1, False, "pyramid")
@@ -237,8 +237,8 @@ def test_context_windows_long_clip_with_controlnet(tiny, animated):
 
 
 def test_windows_longer_than_positions_are_refused(tiny, animated):
-    from animapose.errors import AnimaPoseError
-    from animapose.motion.context import set_context_windows
+    from comfyui_animapose.animapose.errors import AnimaPoseError
+    from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
 
     _, _, _, pos, neg = tiny
     too_long = set_context_windows(animated, 40, 4, "standard_static", 1, False, "pyramid")

@@ -1,6 +1,6 @@
 """CameraCtrl on an inflated MODEL: the whole UNet against diffusers' ``UNetMotionModel`` whose motion modules'
 first attention runs the authors' ``PoseAdaptorAttnProcessor`` with features from the reference encoder
-(``tests/unit/cameractrl_reference.py``), float32; context windows embedding each window as a clip of its own;
+(``workshop/references/cameractrl_reference.py``), float32; context windows embedding each window as a clip of its own;
 the node path through KSampler and SamplerCustomAdvanced with the incoming MODEL untouched; pairing errors."""
 
 from __future__ import annotations
@@ -10,25 +10,20 @@ import comfy.patcher_extension
 import comfy.sd
 import pytest
 import torch
-from comfy.context_windows import IndexListContextWindow
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion import NORM_AUTO
-from animapose.motion.camera_poses import parse_pose_text, preset_trajectory
-from animapose.motion.cameractrl import apply_cameractrl, load_cameractrl
-from animapose.motion.inflate import apply_motion_model, load_motion_model
-from tests.comfy.helpers import sampling_run
-from tests.comfy.reference import rel_err, set_original_scope
-from tests.comfy.test_inflation_parity import diffusers_eps, diffusers_motion_unet
-from tests.fixtures.cameractrl import cameractrl_file
-from tests.fixtures.motion import motion_module_file
-from tests.unit import cameractrl_reference as ref
-from tests.unit.test_cameractrl import pose_text
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion import NORM_AUTO
+from comfyui_animapose.animapose.motion.addons.camera_trajectories import parse_pose_text, preset_trajectory
+from comfyui_animapose.animapose.motion.addons.cameractrl import apply_cameractrl, load_cameractrl
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.workshop.fixtures.camera_poses import pose_text
+from comfyui_animapose.workshop.fixtures.cameractrl import cameractrl_file
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.parity.cameractrl_unet import FRAMES, call, inputs, reference_unet
+from comfyui_animapose.workshop.parity.motion import diffusers_eps
+from comfyui_animapose.workshop.references.motion_unet import rel_err
 
-FRAMES = 8
 TOL = 1e-4
-
 
 
 @pytest.fixture(scope="module")
@@ -38,52 +33,17 @@ def small_v3(small_model):
                                     NORM_AUTO).model
 
 
-def _call(m, x, context, t, window=None):
-    to = comfy.patcher_extension.copy_nested_dicts(m.model_options["transformer_options"])
-    to["wrappers"] = comfy.patcher_extension.copy_nested_dicts(m.wrappers)
-    to["cond_or_uncond"] = [0]
-    if window is not None:
-        to["context_window"] = IndexListContextWindow(window)
-    with sampling_run(m), torch.no_grad():
-        return m.model.diffusion_model(x, t.expand(x.shape[0]), context=context.expand(x.shape[0], -1, -1),
-                                       transformer_options=to)
-
-
-def _inputs(frames=FRAMES):
-    g = torch.Generator().manual_seed(5)
-    return torch.randn(frames, 4, 8, 8, generator=g), torch.randn(1, 77, 768, generator=g) * 0.5, torch.tensor(301.0)
-
-
-def _reference_unet(small_model, v3_path, ctrl_path, plucker, strength):
-    """diffusers' motion UNet with the original per-frame motion GroupNorm, and CameraCtrl's processor on attn1 of
-    every down/up motion module fed the reference encoder's feature of its level (decoder: reversed)."""
-    unet, _ = diffusers_motion_unet(small_model, v3_path)
-    set_original_scope(unet, motion_per_frame=True, resnet_across_frames=False, frames=plucker.shape[0])
-    sd = {k: v.float() for k, v in load_state_dict(str(ctrl_path), "cameractrl").items()}
-    feats = ref.encode(sd, plucker, levels=4)
-    for kind, blocks in (("down_blocks", unet.down_blocks), ("up_blocks", unet.up_blocks)):
-        for i, block in enumerate(blocks):
-            f = feats[i] if kind == "down_blocks" else feats[len(feats) - 1 - i]
-            n, c, h, w = f.shape
-            for j, mm in enumerate(block.motion_modules):
-                key = f"{kind}.{i}.motion_modules.{j}.temporal_transformer.transformer_blocks.0.attention_blocks.0.processor.qkv_merge"
-                proc = ref.PoseAdaptorProcessor(sd[f"{key}.weight"], sd[f"{key}.bias"], strength)
-                proc.pose = f.permute(2, 3, 0, 1).reshape(h * w, n, c)
-                mm.transformer_blocks[0].attn1.set_processor(proc)
-    return unet
-
-
 def test_matches_original_cameractrl(small_model, small_v3):
     v3_path, inflated = small_v3
     ctrl_path = cameractrl_file("small", "release")
     trajectory = preset_trajectory("orbit right", FRAMES, 1.5)
-    x, context, t = _inputs()
+    x, context, t = inputs()
     m = apply_cameractrl(inflated, load_cameractrl(str(ctrl_path), "CameraCtrl.ckpt", torch.float32), trajectory, 0.7)
     try:
-        ours = _call(m, x, context, t)
+        ours = call(m, x, context, t)
     finally:
         m.detach()
-    expected = diffusers_eps(_reference_unet(small_model, v3_path, ctrl_path, trajectory.plucker(64, 64), 0.7),
+    expected = diffusers_eps(reference_unet(small_model, v3_path, ctrl_path, trajectory.plucker(64, 64), 0.7),
                              x, context, t)
     err = rel_err(ours, expected)
     assert err <= TOL, f"max relative error {err:.2e}"
@@ -94,14 +54,14 @@ def test_window_is_a_clip_of_its_own(small_v3):
     _, inflated = small_v3
     ctrl = load_cameractrl(str(cameractrl_file("small", "pruned")), "CameraCtrl_pruned.safetensors", torch.float32)
     full = parse_pose_text(pose_text(12, seed=2), "random path")
-    x, context, t = _inputs(4)
+    x, context, t = inputs(4)
     windowed = apply_cameractrl(inflated, ctrl, full)
     part = type(full)(full.intrinsics[6:10], full.w2c[6:10])
     alone = apply_cameractrl(inflated, ctrl, part)
     try:
-        a = _call(windowed, x, context, t, window=[6, 7, 8, 9])
-        b = _call(alone, x, context, t)
-        c = _call(windowed, x, context, t, window=[0, 1, 2, 3])
+        a = call(windowed, x, context, t, window=[6, 7, 8, 9])
+        b = call(alone, x, context, t)
+        c = call(windowed, x, context, t, window=[0, 1, 2, 3])
     finally:
         windowed.detach()
     assert rel_err(a, b) <= 1e-6
@@ -117,8 +77,8 @@ def test_samplers_context_windows_and_untouched_model(tiny):
         SamplerCustomAdvanced,
     )
 
-    from animapose.motion.context import set_context_windows
-    from tests.comfy.helpers import run
+    from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
+    from comfyui_animapose.workshop.sampling import run
 
     model, _, _, pos, neg = tiny
     before = {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
@@ -175,7 +135,7 @@ def test_pairing_errors(tiny, small_v3):
     with pytest.raises(AnimaPoseError):
         apply_cameractrl(v2, tiny_ctrl, camera, float("nan"))
     # four levels halve the size three times: a 96-pixel latent is refused before sampling starts
-    from tests.comfy.helpers import run
+    from comfyui_animapose.workshop.sampling import run
 
     small_ctrl = load_cameractrl(str(cameractrl_file("small", "pruned")), "CameraCtrl_pruned.safetensors")
     with pytest.raises(AnimaPoseError) as e:

@@ -1,8 +1,8 @@
-"""The demo models the pack trained (``demo_models/``, ``scripts/train_demo_models.py``): the widened files are what
+"""The demo models the pack trained (``demo_models/``, ``workshop/demo/train_models.py``): the widened files are what
 ComfyUI and the pack's loaders take (an SD15 checkpoint, an AnimateDiff v2 motion module), they compute what the
 narrow trained models compute, the constructed TAESD reproduces block-averaged frames, and sampled clips show motion:
 with the motion module one object keeps its colour and size and moves smoothly, without it the frames are
-independent. Thresholds: tests/motion_thresholds.py (measured distributions, with the figures)."""
+independent. Thresholds: workshop/thresholds.py (measured distributions, with the figures)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import comfy.sd
 import pytest
 import torch
 
-from animapose.motion.inflate import add_motion_lora, apply_motion_model, load_motion_model
-from animapose.synthetic import tiny_models as tm
-from animapose.synthetic.analyse import clip_metrics
-from animapose.synthetic.demo import LORA_FILE, meta, narrow_models
-from animapose.synthetic.shapes import make_clips
-from tests.fixtures.demo import DEMO_MODELS, demo_checkpoint, demo_motion_lora, demo_motion_module
-from tests.harness import demo_motion as dm
-from tests.harness.models import demo_models_present
-from tests.motion_thresholds import DEMO
+from comfyui_animapose.animapose.motion.sampling.inflate import add_motion_lora, apply_motion_model, load_motion_model
+from comfyui_animapose.workshop.demo import motion as dm
+from comfyui_animapose.workshop.fixtures.demo import DEMO_MODELS, demo_checkpoint, demo_motion_lora, demo_motion_module
+from comfyui_animapose.workshop.models import demo_models_present
+from comfyui_animapose.workshop.synthetic import tiny_models as tm
+from comfyui_animapose.workshop.synthetic.analyse import clip_metrics
+from comfyui_animapose.workshop.synthetic.demo import LORA_FILE, meta, narrow_models
+from comfyui_animapose.workshop.synthetic.shapes import make_clips
+from comfyui_animapose.workshop.thresholds import DEMO
 
 pytestmark = pytest.mark.skipif(not demo_models_present(), reason="demo_models/ not trained in this checkout")
 
@@ -127,7 +127,7 @@ def test_prompt_colour_is_honoured(measured):
                                        "object right less often than the base module (4 vs 8 of 24; it mostly damps "
                                        "the motion); it looked weakly rightward only on seeds 0-5, where it was chosen")
 def test_motion_lora_trained_on_rightward_clips_moves_objects_right():
-    """The shipped MotionLoRA (``scripts/train_direction_lora.py``: the pack's trainer on clips that all move right,
+    """The shipped MotionLoRA (``workshop/demo/direction_lora.py``: the pack's trainer on clips that all move right,
     on the narrow twins), loaded through the pack's loader, makes the demo object move right more often, and further,
     than the base module, over the same seeds and a prompt that names no direction. The seeds are held out: none of
     them took part in choosing the LoRA's training configuration."""
@@ -144,10 +144,10 @@ def test_motion_lora_trained_on_rightward_clips_moves_objects_right():
 
 
 def test_direction_probe_compares_the_lora_with_the_base_module():
-    """``scripts/train_direction_lora.py --probe``: before training (LoRA ``up`` zero) both rows are the same
+    """``workshop/demo/direction_lora.py --probe``: before training (LoRA ``up`` zero) both rows are the same
     figures; after a few updates they differ, and the probe leaves the trained factors as it found them."""
-    from animapose.training import motion as mt
-    from animapose.training.loop import training_mode
+    from comfyui_animapose.animapose.training import motion as mt
+    from comfyui_animapose.animapose.training.loop import training_mode
 
     models = dm.load()
     with training_mode():
@@ -162,12 +162,12 @@ def test_direction_probe_compares_the_lora_with_the_base_module():
 
 
 def test_direction_probe_and_model_of_a_finetuned_module():
-    """``scripts/train_direction_lora.py --mode motion_module --travel 1 1``: the whole demo module finetuned on
+    """``workshop/demo/direction_lora.py --mode motion_module --travel 1 1``: the whole demo module finetuned on
     edge-to-edge rightward clips. The probe's "base" row is the module's starting weights (equal rows before training,
     different after), the probe leaves the trained weights in place, and ``trained_motion`` is a new motion model
     holding them, the demo module untouched."""
-    from animapose.training import motion as mt
-    from animapose.training.loop import training_mode
+    from comfyui_animapose.animapose.training import motion as mt
+    from comfyui_animapose.animapose.training.loop import training_mode
 
     models = dm.load()
     demo_state = {k: v.clone() for k, v in models.motion.patcher.model.state_dict().items()}

@@ -3,27 +3,12 @@ DensePose files, so files users already downloaded are offered without a second 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import folder_paths
 
-from tests.harness.env import REPO
-
-
-def _pack_common():
-    # the node modules use package-relative imports, so load the repository as the package ComfyUI would
-    name = "animapose_pack_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.nodes.common")
+from comfyui_animapose.nodes import common
 
 
 def test_controlnet_aux_folder_is_listed(tmp_path, monkeypatch):
-    common = _pack_common()
     custom_nodes = tmp_path / "custom_nodes"
     ckpts = custom_nodes / "comfyui_controlnet_aux" / "ckpts" / "LayerNorm" / "DensePose-TorchScript-with-hint-image"
     ckpts.mkdir(parents=True)

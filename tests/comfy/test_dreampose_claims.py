@@ -1,16 +1,16 @@
 """The DreamPose paper's claims, measured on the tiny DreamPose trained on synthetic people.
 
-The model ships in ``demo_models/`` (``scripts/train_demo_dreampose.py``) and is widened into the fixture cache on
-first use. One trial (``tests/harness/dreampose_claims.py``, seed 0 of the README's seeds 0-5): a training subject
+The model ships in ``demo_models/`` (``workshop/demo/train_dreampose.py``) and is widened into the fixture cache on
+first use. One trial (``workshop/demo/dreampose_claims.py``, seed 0 of the seeds 0-5 in docs/tiny-dreampose.md): a training subject
 driven by a new motion, another subject's photo, three photos' averaged tokens (the pack's option), guidance scales and
 the 1-frame pose window, and the subject-finetuning trial (its own module-scoped trial on a held-out subject: stage 2a
 on its photo and on three photos, 2b, 2a + 2b; 50 + 50 steps at 64x80).
-Every colour claim is checked against the real frames' clothing colours, the reference the README argues for (what
+Every colour claim is checked against the real frames' clothing colours, the reference docs/tiny-dreampose.md argues for (what
 the paper's user compares the video with), and also against their VAE round trip (what this 64x80 VAE can draw at
 best): a test where the claim holds there on seed 0, a strict expected failure where it does not.
-Margins are set from the distributions over seeds 0-5 (the figures are in the README's table) with room to spare.
+Margins are set from the distributions over seeds 0-5 (the figures are in docs/tiny-dreampose.md) with room to spare.
 Claims the model does not reproduce are strict expected failures: they assert the paper's claim, so a model that
-learns it turns them into failures that ask for the README to be updated.
+learns it turns them into failures that ask for docs/tiny-dreampose.md to be updated.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def round_trip_xfail(reason: str):
 
 @pytest.fixture(scope="module")
 def trials():
-    from tests.fixtures.dreampose_trained import trained_dreampose_folder
-    from tests.harness import dreampose_claims as dc
+    from comfyui_animapose.workshop.demo import dreampose_claims as dc
+    from comfyui_animapose.workshop.fixtures.dreampose_trained import trained_dreampose_folder
 
     dp = dc.TrainedDreamPose(trained_dreampose_folder())
     return [dc.measure(dp, seed, finetune=False) for seed in SEEDS]
@@ -51,8 +51,8 @@ def trials():
 
 @pytest.fixture(scope="module")
 def finetune_trials():
-    from tests.fixtures.dreampose_trained import trained_dreampose_folder
-    from tests.harness import dreampose_claims as dc
+    from comfyui_animapose.workshop.demo import dreampose_claims as dc
+    from comfyui_animapose.workshop.fixtures.dreampose_trained import trained_dreampose_folder
 
     dp = dc.TrainedDreamPose(trained_dreampose_folder())
     return [dc.measure(dp, seed, others=False) for seed in SEEDS]

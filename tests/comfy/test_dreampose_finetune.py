@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from animapose.dreampose import checkpoint, finetune
-from animapose.dreampose.adapter import EmbeddingAdapter
-from animapose.dreampose.guidance import dreampose_guider
-from animapose.dreampose.pipeline import (
+from comfyui_animapose.animapose.dreampose import checkpoint, finetune
+from comfyui_animapose.animapose.dreampose.adapter import EmbeddingAdapter
+from comfyui_animapose.animapose.dreampose.guidance import dreampose_guider
+from comfyui_animapose.animapose.dreampose.pipeline import (
     PoseSequence,
     SharedNoise,
     decode,
@@ -30,10 +30,10 @@ from animapose.dreampose.pipeline import (
     pose_conditioning,
     sample_frames,
 )
-from animapose.dreampose.poses import load_uv_folder
-from animapose.errors import AnimaPoseError
-from tests.fixtures import dreampose as fx
-from tests.fixtures.cache import seeded_like
+from comfyui_animapose.animapose.dreampose.poses import load_uv_folder
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures import dreampose as fx
+from comfyui_animapose.workshop.fixtures.cache import seeded_like
 
 SIZE = dict(width=64, height=80)
 TINY_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 32,

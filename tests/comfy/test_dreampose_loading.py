@@ -10,10 +10,10 @@ import comfy.supported_models
 import pytest
 import torch
 
-from animapose.dreampose import checkpoint
-from animapose.errors import AnimaPoseError
-from tests.fixtures import dreampose as fx
-from tests.fixtures import sd15
+from comfyui_animapose.animapose.dreampose import checkpoint
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures import dreampose as fx
+from comfyui_animapose.workshop.fixtures import sd15
 
 
 def _meta_state_dict(shapes):
@@ -105,7 +105,7 @@ def test_incomplete_unet_is_refused_before_loading():
 
 
 def test_wrong_adapters_are_refused(tmp_path):
-    from animapose.dreampose.adapter import EmbeddingAdapter
+    from comfyui_animapose.animapose.dreampose.adapter import EmbeddingAdapter
 
     sd = EmbeddingAdapter().state_dict()
     sd["linear1.weight"] = torch.zeros(50, 77)
@@ -130,7 +130,7 @@ def test_truncated_files_are_refused(tmp_path):
 
 
 def test_pickled_code_is_refused(tmp_path):
-    from animapose.dreampose.adapter import EmbeddingAdapter
+    from comfyui_animapose.animapose.dreampose.adapter import EmbeddingAdapter
 
     sd = {**EmbeddingAdapter().state_dict(), "args": argparse.Namespace(lr=5e-6)}
     with pytest.raises(AnimaPoseError, match="only pickled code can rebuild"):

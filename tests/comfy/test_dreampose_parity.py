@@ -14,10 +14,10 @@ import comfy.samplers
 import pytest
 import torch
 
-from animapose.dreampose import checkpoint, clip_image
-from animapose.dreampose.guidance import build_conds, dreampose_guider
-from animapose.dreampose.poses import pose_windows, synthetic_uv_sequence
-from tests.fixtures import dreampose as fx
+from comfyui_animapose.animapose.dreampose import checkpoint, clip_image
+from comfyui_animapose.animapose.dreampose.guidance import build_conds, dreampose_guider
+from comfyui_animapose.animapose.dreampose.poses import pose_windows, synthetic_uv_sequence
+from comfyui_animapose.workshop.fixtures import dreampose as fx
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def test_guider_runs_with_comfy_samplers(model, inputs, sampler_name, scheduler)
 
 
 def test_build_conds_layout_and_checks(inputs):
-    from animapose.errors import AnimaPoseError
+    from comfyui_animapose.animapose.errors import AnimaPoseError
 
     tokens, uncond, windows = inputs
     positive, middle, negative = build_conds(tokens, uncond, windows)

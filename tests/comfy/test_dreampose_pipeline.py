@@ -10,13 +10,13 @@ import comfy.sd
 import pytest
 import torch
 
-from animapose.dreampose import checkpoint
-from animapose.dreampose.pipeline import (
+from comfyui_animapose.animapose.dreampose import checkpoint
+from comfyui_animapose.animapose.dreampose.pipeline import (
     META,
     OFFICIAL_HW,
     PoseSequence,
     SharedNoise,
-    _adapter_tokens,
+    adapter_tokens,
     decode,
     fit_images,
     frame_subset_guider,
@@ -26,10 +26,10 @@ from animapose.dreampose.pipeline import (
     sample_frames,
     unfit_frames,
 )
-from animapose.dreampose.poses import synthetic_uv_sequence
-from animapose.errors import AnimaPoseError
-from tests.fixtures import dreampose as fx
-from tests.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.animapose.dreampose.poses import synthetic_uv_sequence
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures import dreampose as fx
+from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
 FRAMES = 5
 
@@ -50,7 +50,7 @@ def parts():
 
 
 def _guider(model, conds):
-    from animapose.dreampose.guidance import dreampose_guider
+    from comfyui_animapose.animapose.dreampose.guidance import dreampose_guider
 
     pos, mid, neg, _ = conds
     return dreampose_guider(model, pos, mid, neg, 3.0, 2.0)
@@ -62,7 +62,7 @@ def test_image_conditioning_tokens_and_refusals(parts):
     assert positive[0][1][META]["value_range"] == "clean"
     two = torch.rand(2, 90, 72, 3, generator=torch.Generator().manual_seed(4))
     avg, _ = image_conditioning(clip, vae, adapter, two, multi_image="average")
-    each = _adapter_tokens(clip, vae, adapter, fit_images(two, OFFICIAL_HW, "letterbox"), "clean")
+    each = adapter_tokens(clip, vae, adapter, fit_images(two, OFFICIAL_HW, "letterbox"), "clean")
     assert torch.allclose(avg[0][0], each.mean(0, keepdim=True), atol=1e-6)
     assert not torch.allclose(each[0], each[1])
     with pytest.raises(AnimaPoseError, match="ViT-B/32"):

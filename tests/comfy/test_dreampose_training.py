@@ -12,11 +12,11 @@ import sys
 import pytest
 import torch
 
-from animapose.dreampose import checkpoint, training
-from animapose.errors import AnimaPoseError
-from tests.fixtures import dreampose as fx
-from tests.fixtures.sd15 import sd15_checkpoint
-from tests.harness.env import REPO
+from comfyui_animapose.animapose.dreampose import checkpoint
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures import dreampose as fx
+from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.workshop.train import dreampose as training
 
 TINY = ["--width", "64", "--height", "80", "--batch-size", "2", "--grad-accumulation", "1", "--log-every", "1"]
 
@@ -61,7 +61,7 @@ def test_saved_files_reload_to_the_trained_weights_and_outputs(first_run):
         tokens = adapter(clip, latent)
         assert torch.equal(tokens, result.adapter(clip, latent))
         y = model.model.diffusion_model(x, torch.tensor([500.0]), context=tokens)
-        from animapose.dreampose.finetune import trainable_unet
+        from comfyui_animapose.animapose.dreampose.finetune import trainable_unet
 
         y2 = trainable_unet(model, torch.device("cpu"))(x, torch.tensor([500.0]), context=tokens)
     assert torch.equal(y, y2)
@@ -98,7 +98,7 @@ def test_missing_starting_point_is_a_clear_error(tmp_path):
 
 
 def test_script_entry_point_help():
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "train_dreampose.py"), "--help"],
+    result = subprocess.run([sys.executable, "-m", "comfyui_animapose.workshop.train.dreampose", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     for flag in ("--data", "--base", "--pose-dropout", "--pose-window", "--grad-accumulation", "--format"):
@@ -138,7 +138,7 @@ def test_narrow_twin_computes_what_the_wide_unet_computes():
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    from animapose.synthetic import tiny_models as tm
+    from comfyui_animapose.workshop.synthetic import tiny_models as tm
 
     narrow = tm.narrow_unet(8, seed=5, in_channels=14).eval()
     wide_sd = tm.expand_unet(narrow.state_dict(), 8)

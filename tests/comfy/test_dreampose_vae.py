@@ -8,9 +8,9 @@ import comfy.sd
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.dreampose import checkpoint
-from tests.fixtures import dreampose as fx
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.dreampose import checkpoint
+from comfyui_animapose.workshop.fixtures import dreampose as fx
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 import comfy.sd
 import pytest
 
-from tests.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
 
 @pytest.mark.parametrize("profile,vae", [("tiny", "taesd"), ("tiny", "kl"), ("small", "taesd")])

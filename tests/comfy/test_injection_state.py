@@ -14,11 +14,11 @@ import comfy.utils
 import pytest
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion.context import set_context_windows
-from animapose.motion.inflate import KEY, apply_motion_model
-from animapose.motion.module import MotionModule
-from tests.comfy.helpers import run, sampling_run
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.module import MotionModule
+from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
+from comfyui_animapose.animapose.motion.sampling.inflate import KEY, apply_motion_model
+from comfyui_animapose.workshop.sampling import run, sampling_run
 
 
 def _motion_modules(patcher) -> int:

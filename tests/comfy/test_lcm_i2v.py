@@ -1,5 +1,5 @@
 """AnimateLCM-I2V: the inflated UNet reading a picture against a float32 reference of the authors' semantics (their
-Adapter written out in ``tests/unit/lcm_i2v_reference.py``, its features added by hooks where their down blocks add
+Adapter written out in ``workshop/references/lcm_i2v_reference.py``, its features added by hooks where their down blocks add
 them, on diffusers' ``UNetMotionModel`` with the same weights), the node path through KSampler and
 SamplerCustomAdvanced with context windows, the incoming MODEL untouched, and the errors."""
 
@@ -12,22 +12,16 @@ import comfy.sd
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion import NORM_AUTO, schedules
-from animapose.motion.convert import motion_adapter_config, original_to_diffusers
-from animapose.motion.detect import image_condition_weights, normalize_motion_state_dict
-from animapose.motion.inflate import apply_motion_model, load_motion_model
-from animapose.motion.lcm_i2v import KEY, MARKER, reference_model
-from tests.comfy.helpers import call_unet, run
-from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope
-from tests.fixtures.motion import motion_module_file
-from tests.fixtures.sd15 import sd15_checkpoint
-from tests.unit.lcm_i2v_reference import adapter_from_weights, add_to_diffusers_unet, features
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.addons.lcm_i2v import KEY, MARKER, reference_model
+from comfyui_animapose.animapose.motion.sampling import schedules
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.workshop.parity.lcm_i2v import NAME, build_reference_unet, parity
+from comfyui_animapose.workshop.sampling import run
 
-FRAMES = 6
 TOL = 1e-5
-NAME = "AnimateLCM_sd15_i2v.ckpt"
 
 
 @pytest.fixture(scope="module")
@@ -43,76 +37,9 @@ def i2v_path():
     return motion_module_file("animatelcm_i2v", "original", "small", ext=".ckpt", dtype="fp32")
 
 
-class _LatentVAE:
-    """Hands out a fixed latent, so the parity test controls exactly what the encoder sees."""
-
-    def __init__(self, latent):
-        self.latent = latent
-
-    def spacial_compression_encode(self):
-        return 8
-
-    def encode(self, pixels):
-        return self.latent
-
-
 @pytest.fixture(scope="module")
 def reference_unet(small, i2v_path):
     return build_reference_unet(small[0], i2v_path)
-
-
-def build_reference_unet(model, path):
-    """diffusers' UNetMotionModel on ``model`` and the I2V motion modules, in AnimateLCM's norm scope."""
-    from diffusers import MotionAdapter, UNetMotionModel
-
-    raw = load_state_dict(str(path), "motion_model")
-    sd, info = normalize_motion_state_dict(raw)
-    adapter = MotionAdapter(**motion_adapter_config(info))
-    adapter.load_state_dict({k: v.float() for k, v in original_to_diffusers(sd, info).items()}, strict=True)
-    unet = UNetMotionModel.from_unet2d(diffusers_unet_from_comfy(model), adapter).float().eval()
-    # AnimateLCM's UNet: use_inflated_groupnorm (ResNets per frame), motion-module norm after (b f) -> per frame
-    set_original_scope(unet, motion_per_frame=True, resnet_across_frames=False, frames=FRAMES)
-    return unet, raw, info
-
-
-def _reference(reference_unet, x, latent, context, t, motion_scale, strength):
-    unet, raw, info = reference_unet
-    encoder = adapter_from_weights(image_condition_weights(raw), info.down_channels)
-    encoder.motion_scale = motion_scale
-    encoder.insertion_weights = [strength] * 4
-    feats = features(encoder, latent, FRAMES)
-
-    def run():
-        with torch.no_grad():
-            out = unet(x.unsqueeze(0).permute(0, 2, 1, 3, 4), t, encoder_hidden_states=context.repeat(FRAMES, 1, 1))
-        return out.sample.permute(0, 2, 1, 3, 4)[0]
-
-    plain = run()
-    handles = add_to_diffusers_unet(unet, feats)
-    try:
-        return run(), plain
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _ours(model, path, x, raw_latent, context, t, motion_scale, strength):
-    applied = apply_motion_model(model, load_motion_model(str(path), NAME), 1.0, schedules.USE_EXISTING, NORM_AUTO).model
-    m, _ = reference_model(applied, _LatentVAE(raw_latent), torch.rand(1, 64, 64, 3), FRAMES, strength, motion_scale)
-    return call_unet(m, x, t, context)
-
-
-def parity(model, path, reference_unet, motion_scale, strength) -> tuple[float, float]:
-    """(max relative error against the reference, how far the reference moves without the picture)."""
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(FRAMES, 4, 8, 8, generator=g)
-    raw_latent = torch.randn(1, 4, 8, 8, generator=g)
-    context = torch.randn(1, 77, 768, generator=g) * 0.5
-    t = torch.tensor(601.0)
-    latent = model.model.process_latent_in(raw_latent)  # the original's latent * 0.18215
-    ref, plain = _reference(reference_unet, x, latent, context, t, motion_scale, strength)
-    ours = _ours(model, path, x, raw_latent, context, t, motion_scale, strength)
-    return rel_err(ours, ref), rel_err(plain, ref)
 
 
 @pytest.mark.parametrize("motion_scale,strength", [(0.8, 1.0), (0.0, 0.5)])
@@ -165,8 +92,8 @@ def test_sampler_custom_advanced_with_context_windows(small, i2v_path):
         SamplerCustomAdvanced,
     )
 
-    from animapose.motion.context import set_context_windows
-    from animapose.motion.stages import REFERENCE_FEATURES
+    from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
+    from comfyui_animapose.animapose.motion.sampling.stages import REFERENCE_FEATURES
 
     model, vae, pos, neg = small
     applied = apply_motion_model(model, load_motion_model(str(i2v_path), NAME)).model

@@ -10,12 +10,12 @@ import pytest
 import safetensors.torch
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion.inflate import add_motion_lora, apply_motion_model, load_motion_model
-from animapose.motion.lora import parse_motion_lora
-from animapose.synthetic.shapes import make_clips
-from animapose.training import motion as mt
-from tests.comfy.helpers import run
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.formats.lora import parse_motion_lora
+from comfyui_animapose.animapose.motion.sampling.inflate import add_motion_lora, apply_motion_model, load_motion_model
+from comfyui_animapose.animapose.training import motion as mt
+from comfyui_animapose.workshop.sampling import run
+from comfyui_animapose.workshop.synthetic.shapes import make_clips
 
 FRAMES = 3
 
@@ -57,13 +57,14 @@ def _same(a, b):
 
 
 def test_new_module_is_zero_initialised_and_fits(tiny):
-    from animapose.training.loop import trainable_unet
+    from comfyui_animapose.animapose.training.loop import trainable_unet
 
     model = tiny[0]
     unet = trainable_unet(model, torch.device("cpu"))
     motion_set = mt.new_motion_set(unet, seed=0)
-    sd, info = __import__("animapose.motion.detect", fromlist=["x"]).normalize_motion_state_dict(
-        motion_set.state_dict())
+    from comfyui_animapose.animapose.motion.formats.detect import normalize_motion_state_dict
+
+    sd, info = normalize_motion_state_dict(motion_set.state_dict())
     assert info.family == "AnimateDiff v2" and info.layout == "original"
     assert info.down_channels == (320,) and info.position_length == 32 and info.mid_channels == 320
     outs = [k for k in sd if k.endswith(("proj_out.weight", "proj_out.bias"))]

@@ -9,17 +9,17 @@ import comfy.patcher_extension
 import pytest
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion.camera_poses import CameraTrajectory, preset_trajectory
-from animapose.motion.cameractrl import APPLY_NODE as CAMERA_NODE
-from animapose.motion.cameractrl import apply_cameractrl, load_cameractrl
-from animapose.motion.image_conditioning import pia_conditioning
-from animapose.motion.inflate import apply_motion_model, load_motion_model
-from animapose.motion.multival import Multival
-from animapose.motion.stages import APPLY_NODE
-from tests.comfy.helpers import run
-from tests.fixtures.cameractrl import cameractrl_file
-from tests.fixtures.motion import motion_module_file
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.addons.camera_trajectories import CameraTrajectory, preset_trajectory
+from comfyui_animapose.animapose.motion.addons.cameractrl import APPLY_NODE as CAMERA_NODE
+from comfyui_animapose.animapose.motion.addons.cameractrl import apply_cameractrl, load_cameractrl
+from comfyui_animapose.animapose.motion.addons.pia import pia_conditioning
+from comfyui_animapose.animapose.motion.controls.multival import Multival
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.animapose.motion.sampling.stages import APPLY_NODE
+from comfyui_animapose.workshop.fixtures.cameractrl import cameractrl_file
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.sampling import run
 
 
 def _counting(model):

@@ -8,17 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from animapose.dreampose.adapter import vae_encode_input
-from animapose.errors import AnimaPoseError
-from animapose.synthetic import people
-from animapose.synthetic.people_vae import GAIN, OPPONENT, people_taesd_state_dict
+from comfyui_animapose.animapose.dreampose.adapter import vae_encode_input
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.synthetic import people
+from comfyui_animapose.workshop.synthetic.people_vae import GAIN, OPPONENT, people_taesd_state_dict
 
 HW = (80, 64)
 
 
 @pytest.fixture(scope="module")
 def vae(tmp_path_factory):
-    from animapose.dreampose.checkpoint import read_vae
+    from comfyui_animapose.animapose.dreampose.checkpoint import read_vae
 
     path = tmp_path_factory.mktemp("vae") / "vae_1499.pth"
     torch.save(people_taesd_state_dict(), path)
@@ -67,7 +67,7 @@ def test_round_trip_is_the_bilinear_block_means(vae):
 
 
 def test_a_taesd_without_an_encoder_is_refused(tmp_path):
-    from animapose.dreampose.checkpoint import read_vae
+    from comfyui_animapose.animapose.dreampose.checkpoint import read_vae
 
     sd = {k: v for k, v in people_taesd_state_dict().items() if not k.startswith("taesd_encoder.")}
     path = tmp_path / "decoder_only.pth"

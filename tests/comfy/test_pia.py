@@ -9,21 +9,16 @@ import comfy.sd
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion import NORM_AUTO, NORM_DIFFUSERS
-from animapose.motion.affinity import AFFINITY_PRESETS, affinity_schedule
-from animapose.motion.convert import motion_adapter_config, original_to_diffusers
-from animapose.motion.detect import image_condition_weights, normalize_motion_state_dict
-from animapose.motion.image_conditioning import CONV_KEY, pia_concat, pia_conditioning
-from animapose.motion.inflate import apply_motion_model, load_motion_model
-from tests.comfy.helpers import call_unet
-from tests.comfy.reference import diffusers_unet_from_comfy, rel_err, set_original_scope
-from tests.fixtures.motion import motion_module_file
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion import NORM_AUTO, NORM_DIFFUSERS
+from comfyui_animapose.animapose.motion.addons.pia import CONV_KEY, pia_concat, pia_conditioning
+from comfyui_animapose.animapose.motion.addons.pia_affinity import AFFINITY_PRESETS, affinity_schedule
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.parity.pia import FRAMES, diffusers_pia_unet, inputs, reference, run_pack
+from comfyui_animapose.workshop.references.motion_unet import rel_err, set_original_scope
 
-FRAMES = 8
 TOL = 1e-4
-
 
 
 @pytest.fixture(scope="module")
@@ -43,53 +38,17 @@ def test_presets_match_diffusers():
     assert e.value.input_name == "custom_affinity"
 
 
-def _diffusers_pia_unet(model, path):
-    from diffusers import MotionAdapter, UNetMotionModel
-
-    raw = load_state_dict(str(path), "motion_model")
-    sd, info = normalize_motion_state_dict(raw)
-    adapter = MotionAdapter(**motion_adapter_config(info), conv_in_channels=9)
-    weights = {k: v.float() for k, v in original_to_diffusers(sd, info).items()}
-    weights.update({k: v.float() for k, v in image_condition_weights(raw).items()})
-    adapter.load_state_dict(weights, strict=True)
-    return UNetMotionModel.from_unet2d(diffusers_unet_from_comfy(model), adapter).float().eval(), info
-
-
-def _inputs():
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(FRAMES, 4, 8, 8, generator=g)
-    image_latent = torch.randn(1, 4, 8, 8, generator=g)
-    context = torch.randn(1, 77, 768, generator=g) * 0.5
-    return x, image_latent, context, torch.tensor(401.0)
-
-
-def _ours(model, path, groupnorm, xc, context, t):
-    m = apply_motion_model(model, load_motion_model(str(path), "pia.ckpt"), 1.0, "use existing", groupnorm).model
-    return call_unet(m, xc, t, context)
-
-
-def _reference(unet, x, image_latent, schedule, context, t):
-    """diffusers' PIAPipeline.__call__: cat([latents, mask, masked_image], dim=1) on (b, c, f, h, w)."""
-    f, _, h, w = x.shape
-    mask = torch.tensor(schedule).view(1, 1, f, 1, 1).expand(1, 1, f, h, w)
-    masked_image = image_latent[0][None, :, None].expand(1, 4, f, h, w)
-    sample = torch.cat([x.unsqueeze(0).permute(0, 2, 1, 3, 4), mask, masked_image], dim=1)
-    with torch.no_grad():
-        out = unet(sample, t, encoder_hidden_states=context.repeat_interleave(f, dim=0)).sample
-    return out.permute(0, 2, 1, 3, 4)[0]
-
-
 @pytest.mark.parametrize("groupnorm", [NORM_DIFFUSERS, NORM_AUTO])
 def test_matches_diffusers_pia_unet(small_model, pia_path, groupnorm):
-    x, image_latent, context, t = _inputs()
+    x, image_latent, context, t = inputs()
     schedule = affinity_schedule(FRAMES, "moderate motion")
-    unet, info = _diffusers_pia_unet(small_model, pia_path)  # built before our patcher pads the shared conv_in
+    unet, info = diffusers_pia_unet(small_model, pia_path)  # built before our patcher pads the shared conv_in
     if groupnorm == NORM_AUTO:
         # PIA's original code: ResNet GroupNorms over the clip, motion-module GroupNorm per frame
         set_original_scope(unet, motion_per_frame=True, resnet_across_frames=True, frames=FRAMES)
-    ref = _reference(unet, x, image_latent, schedule, context, t)
+    ref = reference(unet, x, image_latent, schedule, context, t)
     xc = torch.cat([x, pia_concat(image_latent, schedule)], dim=1)
-    ours = _ours(small_model, pia_path, groupnorm, xc, context, t)
+    ours = run_pack(small_model, pia_path, groupnorm, xc, context, t)
     err = rel_err(ours, ref)
     assert err <= TOL, f"max relative error {err:.2e}"
     assert small_model.model.diffusion_model.input_blocks[0][0].weight.shape[1] == 4
@@ -108,7 +67,7 @@ class _FakeVAE:
 
 
 def test_node_path_samples_and_leaves_model_alone(tiny, small_model, pia_path):
-    from tests.comfy.helpers import run
+    from comfyui_animapose.workshop.sampling import run
 
     _, _, _, pos, neg = tiny
     before = {k: v.clone() for k, v in small_model.model.diffusion_model.state_dict().items()}
@@ -148,7 +107,7 @@ def test_sampler_custom_advanced_and_context_windows(tiny, small_model, pia_path
         SamplerCustomAdvanced,
     )
 
-    from animapose.motion.context import set_context_windows
+    from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
 
     _, _, _, pos, neg = tiny
     m = apply_motion_model(small_model, load_motion_model(str(pia_path), "pia.ckpt")).model

@@ -21,11 +21,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from animapose.motion.inflate import apply_motion_model, load_motion_model
-from animapose.motion.module import MotionModule, group_norm_frames
-from tests.comfy.helpers import run
-from tests.fixtures.motion import motion_module_file
-from tests.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.animapose.motion.module import MotionModule, group_norm_frames
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
+from comfyui_animapose.workshop.sampling import run
 
 FRAMES, STEPS, SIZE = 4, 3, 8
 # Measured on the build machine (tiny fixture, 3 Euler steps): bf16 compute 2.4e-2; storage with float32 compute:
@@ -135,8 +135,8 @@ def test_lowvram_partial_loading(tiny, motion_path):
     """ComfyUI's partial loading (``ModelPatcher.load`` with a memory budget, as under --lowvram) of the inflated
     UNet and of the motion model with a motion LoRA: every layer left out casts its weights per call and applies
     the LoRA on the fly; the result equals the fully loaded one."""
-    from animapose.motion.inflate import add_motion_lora
-    from tests.fixtures.motion import motion_lora_file
+    from comfyui_animapose.animapose.motion.sampling.inflate import add_motion_lora
+    from comfyui_animapose.workshop.fixtures.motion import motion_lora_file
 
     model = tiny[0]
     motion = add_motion_lora(load_motion_model(motion_path, "v2", weight_dtype_name="fp32"),
@@ -189,10 +189,10 @@ def test_dreampose_bf16_follows_the_unet():
     bf16 (ComfyUI's model call casts them), the latents stay within the bf16 bound of float32."""
     import comfy.samplers
 
-    from animapose.dreampose import checkpoint
-    from animapose.dreampose.guidance import build_conds, dreampose_guider
-    from animapose.dreampose.pipeline import SharedNoise, sample_frames
-    from tests.fixtures import dreampose as fx
+    from comfyui_animapose.animapose.dreampose import checkpoint
+    from comfyui_animapose.animapose.dreampose.guidance import build_conds, dreampose_guider
+    from comfyui_animapose.animapose.dreampose.pipeline import SharedNoise, sample_frames
+    from comfyui_animapose.workshop.fixtures import dreampose as fx
 
     g = torch.Generator().manual_seed(0)
     tokens, uncond = torch.randn(1, 50, 768, generator=g), torch.randn(1, 50, 768, generator=g)

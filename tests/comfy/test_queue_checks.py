@@ -6,23 +6,12 @@ pack's boolean inputs. Over HTTP the same cases are rows of tests/server/test_ho
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 
 import pytest
 
-from tests.harness.env import REPO
-
 
 def _pack(module: str):
-    # the node modules use package-relative imports, so load the repository as the package ComfyUI would
-    name = "animapose_pack_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[name] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module(f"{name}.nodes.{module}")
+    return importlib.import_module(f"comfyui_animapose.nodes.{module}")
 
 
 @pytest.mark.parametrize("module,node,values,words", [
@@ -76,14 +65,14 @@ def test_non_booleans_are_refused_by_the_on_prompt_handler():
 def test_runtime_messages_use_the_display_names():
     """Errors raised during sampling name a node by the runtime's own constant (no node layer adds it there): each
     must be the display name the user sees."""
-    from animapose.dreampose.guidance import GUIDER_NODE
-    from animapose.motion.affinity import PIA_NODE
-    from animapose.motion.camera_poses import TRAJECTORY_NODE
-    from animapose.motion.cameractrl import APPLY_NODE as CAMERA_APPLY
-    from animapose.motion.keyframe_indices import KEYFRAMES_NODE
-    from animapose.motion.multival import MULTIVAL_NODE
-    from animapose.motion.prompt_travel import NODE as TRAVEL_NODE
-    from animapose.motion.stages import APPLY_NODE
+    from comfyui_animapose.animapose.dreampose.guidance import GUIDER_NODE
+    from comfyui_animapose.animapose.motion.addons.camera_trajectories import TRAJECTORY_NODE
+    from comfyui_animapose.animapose.motion.addons.cameractrl import APPLY_NODE as CAMERA_APPLY
+    from comfyui_animapose.animapose.motion.addons.pia_affinity import PIA_NODE
+    from comfyui_animapose.animapose.motion.addons.sparsectrl_keyframes import KEYFRAMES_NODE
+    from comfyui_animapose.animapose.motion.controls.multival import MULTIVAL_NODE
+    from comfyui_animapose.animapose.motion.controls.prompt_travel import NODE as TRAVEL_NODE
+    from comfyui_animapose.animapose.motion.sampling.stages import APPLY_NODE
 
     ad, i2v, controls, camera, dreampose = (_pack(m) for m in ("animatediff", "animatediff_i2v",
                                                                "animatediff_controls", "animatediff_camera",

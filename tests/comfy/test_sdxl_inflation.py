@@ -12,12 +12,13 @@ import torch
 from comfy.ldm.modules.attention import SpatialTransformer
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
-from animapose.errors import AnimaPoseError
-from animapose.motion.inflate import FrameGroupNorm, apply_motion_model, load_motion_model
-from animapose.motion.module import MotionModule
-from tests.comfy.helpers import sampling_run
-from tests.fixtures.motion import motion_module_file
-from tests.fixtures.sdxl import sdxl_unet_file
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.module import MotionModule
+from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model, load_motion_model
+from comfyui_animapose.animapose.motion.sampling.placement import FrameGroupNorm
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.fixtures.sdxl import sdxl_unet_file
+from comfyui_animapose.workshop.sampling import sampling_run
 
 FRAMES = 4
 
@@ -48,19 +49,21 @@ def test_sdxl_families_inflate_at_original_positions(sdxl, family):
     x = torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     out = _eps(m, x)
     unet = m.model.diffusion_model
-    placed = {i: list(b) for i, b in enumerate(unet.input_blocks) if any(isinstance(l, MotionModule) for l in b)}
+    with sampling_run(m):  # the modules are in the UNet for a run only
+        placed = {i: list(b) for i, b in enumerate(unet.input_blocks) if any(isinstance(l, MotionModule) for l in b)}
+        ups = [list(b) for b in unet.output_blocks if any(isinstance(l, MotionModule) for l in b)]
+        in_middle = any(isinstance(l, MotionModule) for l in unet.middle_block)
+        wrapped = sum(isinstance(mod, FrameGroupNorm) for mod in unet.modules())
     assert sorted(placed) == [1, 2, 4, 5, 7, 8]
     assert isinstance(placed[1][0], ResBlock) and isinstance(placed[1][1], MotionModule)  # level 0: no attention
     assert isinstance(placed[4][1], SpatialTransformer) and isinstance(placed[4][2], MotionModule)
-    ups = [b for b in unet.output_blocks if any(isinstance(l, MotionModule) for l in b)]
     assert len(ups) == 9
-    for b in ups:
-        layers = list(b)
+    for layers in ups:
         if isinstance(layers[-1], Upsample):
             assert isinstance(layers[-2], MotionModule), "the motion module goes before the upsampler"
-    assert not any(isinstance(l, MotionModule) for l in unet.middle_block)
-    wrapped = sum(isinstance(mod, FrameGroupNorm) for mod in unet.modules())
+    assert not in_middle
     assert (wrapped > 0) == motion.info.norm_scope.resnet
+    assert not any(isinstance(mod, (MotionModule, FrameGroupNorm)) for mod in unet.modules()), "left after the run"
     assert applied.schedule == ("linear (AnimateDiff-SDXL, 0.020)" if family == "sdxl_beta" else
                                 "linear (SD default, HotshotXL)")
     plain = _eps(sdxl, x)

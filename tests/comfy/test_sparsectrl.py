@@ -7,47 +7,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion.sparsectrl import keyframe_plan, load_sparsectrl, with_keyframes
-from tests.comfy.reference import rel_err
-from tests.fixtures.sparsectrl import diffusers_config, sparsectrl_file, sparsectrl_state_dict
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.addons.sparsectrl import keyframe_plan, load_sparsectrl, with_keyframes
+from comfyui_animapose.workshop.fixtures.sparsectrl import sparsectrl_file
+from comfyui_animapose.workshop.parity.sparsectrl import FRAMES, diffusers, reference, run_pack
+from comfyui_animapose.workshop.references.motion_unet import rel_err
 
-FRAMES = 8
 TOL = 1e-4
 
 
-
 def sd15_path():
-    from tests.fixtures.sd15 import sd15_checkpoint
+    from comfyui_animapose.workshop.fixtures.sd15 import sd15_checkpoint
 
     return sd15_checkpoint("small", "taesd")
-
-
-def _diffusers(variant):
-    from diffusers import SparseControlNetModel
-
-    model = SparseControlNetModel(**diffusers_config(variant, "small"))
-    model.load_state_dict(sparsectrl_state_dict(variant, "small", "diffusers", dtype=torch.float32), strict=True)
-    return model.float().eval()
-
-
-def _reference(model, cond, mask, t, context):
-    """diffusers on (1, c, f, h, w) inputs; the prompt repeated per frame as its pipelines do."""
-    f = cond.shape[0]
-    sample = torch.randn(1, 4, f, 8, 8)  # ignored: SparseCtrl zeroes the noisy input
-    with torch.no_grad():
-        down, mid = model(sample, t, encoder_hidden_states=context.repeat_interleave(f, dim=0),
-                          controlnet_cond=cond.permute(1, 0, 2, 3)[None], conditioning_mask=mask.permute(1, 0, 2, 3)[None],
-                          return_dict=False)
-    return list(down), mid
-
-
-def _ours(control, hint, t, context, frames):
-    like = torch.randn(frames, 4, 8, 8)
-    with torch.no_grad():
-        out = control.control_model(hint, t.expand(frames), context.expand(frames, -1, -1), frames, like,
-                                    control.norm_across_frames)
-    return out["output"], out["middle"][0]
 
 
 @pytest.mark.parametrize("variant", ["rgb", "scribble"])
@@ -63,8 +35,8 @@ def test_residuals_match_diffusers(variant, layout):
         mask[f] = 1.0
     context = torch.randn(1, 77, 768, generator=g) * 0.5
     t = torch.tensor(601.0)
-    ref_down, ref_mid = _reference(_diffusers(variant), cond, mask, t, context)
-    down, mid = _ours(control, torch.cat([cond, mask], dim=1), t, context, FRAMES)
+    ref_down, ref_mid = reference(diffusers(variant), cond, mask, t, context)
+    down, mid = run_pack(control, torch.cat([cond, mask], dim=1), t, context, FRAMES)
     assert len(down) == len(ref_down)
     errs = [rel_err(a, b) for a, b in zip(down, ref_down)] + [rel_err(mid, ref_mid)]
     assert max(errs) <= TOL, f"max relative error {max(errs):.2e}"
@@ -75,8 +47,8 @@ def test_original_motion_scope_differs():
     path = str(sparsectrl_file("rgb", "small", "original", dtype="fp32"))
     hint = torch.randn(FRAMES, 5, 8, 8)
     context = torch.randn(1, 77, 768)
-    a, _ = _ours(load_sparsectrl(path, "x", norm_across_frames=False), hint, torch.tensor(300.0), context, FRAMES)
-    b, _ = _ours(load_sparsectrl(path, "x", norm_across_frames=True), hint, torch.tensor(300.0), context, FRAMES)
+    a, _ = run_pack(load_sparsectrl(path, "x", norm_across_frames=False), hint, torch.tensor(300.0), context, FRAMES)
+    b, _ = run_pack(load_sparsectrl(path, "x", norm_across_frames=True), hint, torch.tensor(300.0), context, FRAMES)
     assert rel_err(a[-1], b[-1]) > 1e-3
 
 
@@ -109,7 +81,7 @@ def test_apply_path_places_keyframes_like_diffusers(small_model):
     cond[[0, FRAMES - 3]] = latents
     mask[[0, FRAMES - 3]] = 1.0
     t = small_model.model.model_sampling.timestep(sigma)
-    ref_down, ref_mid = _reference(_diffusers("rgb"), cond, mask, t[0], pos[0][0])
+    ref_down, ref_mid = reference(diffusers("rgb"), cond, mask, t[0], pos[0][0])
     errs = [rel_err(a, b) for a, b in zip(out["output"], ref_down)] + [rel_err(out["middle"][0], ref_mid)]
     assert max(errs) <= TOL, f"max relative error {max(errs):.2e}"
     c.cleanup()
@@ -144,12 +116,11 @@ def test_keyframe_plan():
 
 def test_encoding_keyframes_tolerates_a_collected_model_in_comfys_list(small_model):
     """ComfyUI keeps a model whose patcher was garbage collected in its loaded list (as None) until its next
-    cleanup; encoding the keyframes must not hand that None back to ``load_models_gpu`` (CI, stop 19)."""
+    cleanup; encoding the keyframes must not hand that None back to ``load_models_gpu`` (seen once in CI)."""
     import gc
 
     import comfy.model_management as mm
     import comfy.model_patcher
-
     import nodes
 
     cpu = torch.device("cpu")
@@ -177,9 +148,10 @@ def test_encoding_keyframes_tolerates_a_collected_model_in_comfys_list(small_mod
 
 def test_samples_with_motion_model_and_windows(tiny, tiny_motion):
     import nodes
-    from animapose.motion.context import set_context_windows
-    from animapose.motion.inflate import apply_motion_model
-    from tests.comfy.helpers import run
+
+    from comfyui_animapose.animapose.motion.sampling.context import set_context_windows
+    from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model
+    from comfyui_animapose.workshop.sampling import run
 
     model, _, vae, pos, neg = tiny
     before = {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
@@ -199,8 +171,8 @@ def test_samples_with_motion_model_and_windows(tiny, tiny_motion):
 
 
 def test_refuses_plain_controlnet_and_motion_modules():
-    from tests.fixtures.controlnet import controlnet_file
-    from tests.fixtures.motion import motion_module_file
+    from comfyui_animapose.workshop.fixtures.controlnet import controlnet_file
+    from comfyui_animapose.workshop.fixtures.motion import motion_module_file
 
     with pytest.raises(AnimaPoseError) as e:
         load_sparsectrl(str(controlnet_file()), "x")
@@ -220,8 +192,9 @@ def test_keyframe_errors_inside_the_sampler_name_the_keyframes_node(tiny, tiny_m
     """The clip's length is known only to the sampler and the images only to 'Apply ControlNet', so these fail
     during sampling; the message still names the node that owns the numbers."""
     import nodes
-    from animapose.motion.inflate import apply_motion_model
-    from tests.comfy.helpers import run
+
+    from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model
+    from comfyui_animapose.workshop.sampling import run
 
     model, _, vae, pos, neg = tiny
     animated = apply_motion_model(model, tiny_motion).model
@@ -241,8 +214,9 @@ def test_keyframe_errors_inside_the_sampler_name_the_keyframes_node(tiny, tiny_m
 def test_missing_vae_names_the_apply_node(tiny, tiny_motion):
     """The RGB variant encodes its hints with the VAE given to ComfyUI's 'Apply ControlNet', which owns that input."""
     import nodes
-    from animapose.motion.inflate import apply_motion_model
-    from tests.comfy.helpers import run
+
+    from comfyui_animapose.animapose.motion.sampling.inflate import apply_motion_model
+    from comfyui_animapose.workshop.sampling import run
 
     model, _, _, pos, neg = tiny
     animated = apply_motion_model(model, tiny_motion).model

@@ -2,14 +2,14 @@
 inflated MODEL and on the DreamPose MODEL: no errors, one graph for the whole UNet with the motion modules inside (no
 graph breaks), nothing compiled again for later steps or a second run, the eager latents.
 
-Attention runs torch SDPA (``--use-pytorch-cross-attention``, the setting the README advises on CPUs): ComfyUI's
+Attention runs torch SDPA (``--use-pytorch-cross-attention``, the setting docs/speed-and-memory.md advises on CPUs): ComfyUI's
 CPU default, its sub-quadratic kernel, asks psutil for free memory inside every attention call, which breaks the
 graph (measured: the plain UNet then compiles into 24 pieces, the inflated one into 25; both settle after a second
 run).
 
 The backend here records each graph dynamo hands it and runs it eagerly (inductor's C++ compilation would take
 minutes on two cores; the graphs, guards and recompilations are dynamo's, the same for every backend). Inductor's
-own figures are in ``scripts/bench_precision.py --section compile``.
+own figures are in ``workshop/bench/precision.py --section compile``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import comfy.samplers
 import pytest
 import torch
 
-from tests.comfy.helpers import run
+from comfyui_animapose.workshop.sampling import run
 
 torch_dynamo = pytest.importorskip("torch._dynamo")
 
@@ -77,10 +77,10 @@ def test_inflated_model_compiles_once(tiny, animated, fresh_dynamo):
 
 
 def test_dreampose_model_compiles_once(fresh_dynamo):
-    from animapose.dreampose import checkpoint
-    from animapose.dreampose.guidance import build_conds, dreampose_guider
-    from animapose.dreampose.pipeline import SharedNoise, sample_frames
-    from tests.fixtures import dreampose as fx
+    from comfyui_animapose.animapose.dreampose import checkpoint
+    from comfyui_animapose.animapose.dreampose.guidance import build_conds, dreampose_guider
+    from comfyui_animapose.animapose.dreampose.pipeline import SharedNoise, sample_frames
+    from comfyui_animapose.workshop.fixtures import dreampose as fx
 
     model = checkpoint.load_unet(str(fx.dreampose_unet_file("tiny", ".pth")), dtype=torch.float32)
     g = torch.Generator().manual_seed(0)

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from tests.harness.server import ExecutionFailed
-from tests.harness.workflows import api_workflow, shrink_api_prompt
+from comfyui_animapose.workshop.server import ExecutionFailed
+from comfyui_animapose.workshop.workflows import api_workflow, shrink_api_prompt
 
 TRAVEL = api_workflow("animatediff_prompt_travel")
 LONG = api_workflow("animatediff_long_freenoise")

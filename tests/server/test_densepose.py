@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.fixtures.densepose import densepose_torchscript_file, driving_video_file
-from tests.fixtures.dreampose import subject_image_file
-from tests.harness.models import DRIVING_VIDEO
-from tests.harness.server import ExecutionFailed
+from comfyui_animapose.workshop.fixtures.densepose import densepose_torchscript_file, driving_video_file
+from comfyui_animapose.workshop.fixtures.dreampose import subject_image_file
+from comfyui_animapose.workshop.models import DRIVING_VIDEO
+from comfyui_animapose.workshop.server import ExecutionFailed
 
 NODE = "DensePose UV Estimator (video to poses)"
 # A photo larger than the 64x80 driving video, so the previews' size shows the alignment to it.
@@ -24,12 +24,12 @@ ALIGN_SUBJECT = "densepose_align_subject.png"
 
 @pytest.fixture(scope="module")
 def bad_files(comfy_server):
-    from animapose.dreampose.poses import _VIRIDIS
+    from comfyui_animapose.animapose.dreampose.poses import VIRIDIS
 
     base = comfy_server.base
-    viridis = _VIRIDIS[0].expand(80, 64, 3).clone()
-    viridis[20:60, 20:44] = _VIRIDIS[5]
-    viridis[8:20, 26:38] = _VIRIDIS[8]
+    viridis = VIRIDIS[0].expand(80, 64, 3).clone()
+    viridis[20:60, 20:44] = VIRIDIS[5]
+    viridis[8:20, 26:38] = VIRIDIS[8]
     Image.fromarray((viridis * 255).round().byte().numpy()).save(base / "input" / "densepose_render.png")
     skeleton = np.zeros((80, 64, 3), np.uint8)
     skeleton[10:60, 30:33] = (255, 0, 0)

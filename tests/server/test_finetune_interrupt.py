@@ -5,18 +5,11 @@ cached output) samples exactly the same latent afterwards as before."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import struct
-import threading
-import time
-import uuid
-
 import pytest
 import safetensors.torch
 
-from tests.harness.models import CHECKPOINT_NAME, POSES_FOLDER, SUBJECT_IMAGE, SUBJECT_POSES
-from tests.harness.server import ExecutionFailed
+from comfyui_animapose.workshop.models import CHECKPOINT_NAME, POSES_FOLDER, SUBJECT_IMAGE, SUBJECT_POSES
+from comfyui_animapose.workshop.server import ExecutionFailed, cached_nodes, interrupt_training
 
 LOADER = {"class_type": "AnimaPose_LoadDreamPose",
           "inputs": {"unet_name": "unet_epoch_20.pth", "adapter_name": "adapter_20.pth"}}
@@ -71,79 +64,6 @@ def _latent(server, entry) -> dict:
     return safetensors.torch.load_file(str(server.base / item["type"] / item["subfolder"] / item["filename"]))
 
 
-def _cached(entry) -> set[str]:
-    return {n for kind, data in entry["status"]["messages"] if kind == "execution_cached" for n in data["nodes"]}
-
-
-class Listener(threading.Thread):
-    """The frontend's view of a run: ComfyUI's websocket messages for one client id, as (kind, data) pairs; the
-    binary TEXT events (a node's progress text) become ("text", (node_id, text))."""
-
-    def __init__(self, server):
-        super().__init__(daemon=True)
-        self.url = server.url.replace("http", "ws", 1)
-        self.client_id = uuid.uuid4().hex
-        self.messages: list[tuple[str, object]] = []
-        self.ready = threading.Event()
-        self.stopped = threading.Event()
-
-    def run(self):
-        asyncio.run(self._listen())
-
-    async def _listen(self):
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(f"{self.url}/ws?clientId={self.client_id}") as ws:
-                self.ready.set()
-                while not self.stopped.is_set():
-                    try:
-                        msg = await ws.receive(timeout=0.5)
-                    except asyncio.TimeoutError:
-                        continue
-                    if msg.type == aiohttp.WSMsgType.TEXT:
-                        data = json.loads(msg.data)
-                        self.messages.append((data["type"], data.get("data")))
-                    elif msg.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", msg.data[:4])[0] == 3:
-                        (n,) = struct.unpack(">I", msg.data[4:8])
-                        self.messages.append(("text", (msg.data[8:8 + n].decode(), msg.data[8 + n:].decode())))
-                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                        break
-
-    def texts(self, node: str) -> list[str]:
-        return [text for kind, data in list(self.messages) if kind == "text" and data[0] == node for text in [data[1]]]
-
-    def progress(self, node: str) -> list[tuple[int, int]]:
-        return [(d["value"], d["max"]) for kind, d in list(self.messages) if kind == "progress" and d["node"] == node]
-
-    def wait_for(self, predicate, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while not predicate():
-            if time.time() > deadline:
-                raise TimeoutError(f"not seen within {timeout}s; messages: {self.messages[-20:]}")
-            time.sleep(0.1)
-
-
-def interrupt_training(server, prompt: dict, node: str, steps: int, start_timeout: float,
-                       stop_timeout: float) -> Listener:
-    """Queues a training prompt, waits until ``node``'s progress bar moves and it shows the loss (the run is under
-    way), interrupts it and waits for ComfyUI to report the interruption; returns what the frontend saw."""
-    listener = Listener(server)
-    listener.start()
-    try:
-        assert listener.ready.wait(30)
-        prompt_id = server.queue(prompt, client_id=listener.client_id)
-        listener.wait_for(lambda: any(v >= 1 and m == steps for v, m in listener.progress(node))
-                          and any("loss" in t for t in listener.texts(node)), timeout=start_timeout)
-        server.interrupt()
-        with pytest.raises(ExecutionFailed, match="interrupted"):
-            server.wait(prompt_id, timeout=stop_timeout)
-    finally:
-        listener.stopped.set()
-        listener.join(10)
-    return listener
-
-
 def test_photos_and_poses_that_do_not_pair_up(comfy_server):
     with pytest.raises(ExecutionFailed) as err:
         comfy_server.run(_finetune_prompt(POSES_FOLDER, 2), timeout=300)
@@ -178,6 +98,6 @@ def test_interrupt_mid_run_leaves_the_server_and_the_model_untouched(comfy_serve
 
     after = comfy_server.run(_reference_prompt("animapose/after"), timeout=300)
     # the loader's MODEL object is the one the finetune received (cached throughout) and the sampler ran again
-    assert "1" in _cached(after) and "27" not in _cached(after), _cached(after)
+    assert "1" in cached_nodes(after) and "27" not in cached_nodes(after), cached_nodes(after)
     a, b = _latent(comfy_server, before), _latent(comfy_server, after)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.harness.env import PACK_DIR_NAME
-from tests.harness.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
+from comfyui_animapose.workshop.env import PACK_DIR_NAME
+from comfyui_animapose.workshop.server import TEST_SERVER_THREADS, ComfyServer, prepare_base_dir
 
 
 def test_broken_pack_is_detected(tmp_path):

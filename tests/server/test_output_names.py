@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests.harness.server import ExecutionFailed
-from tests.server.test_hostile import CASES
-from tests.server.test_motion_training import _train_prompt
+from comfyui_animapose.workshop.graphs import train_motion_prompt
+from comfyui_animapose.workshop.hostile import CASES
+from comfyui_animapose.workshop.server import ExecutionFailed
 
 TRAIN, SAVE = "Train AnimateDiff Motion Module", "Save DreamPose Model"
 NODES = {"AnimaPose_TrainMotionModule": TRAIN, "AnimaPose_SaveDreamPose": SAVE}
@@ -22,7 +22,7 @@ STEPS = 1000000
 
 
 def _train(save_name, mode="motion_lora", steps=STEPS) -> dict:
-    p = _train_prompt(mode, steps)
+    p = train_motion_prompt(mode, steps)
     p["9"]["inputs"]["save_name"] = save_name
     return p
 

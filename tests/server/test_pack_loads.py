@@ -69,12 +69,12 @@ def test_pack_js_is_served(comfy_server):
 
 def test_translations_name_every_node(comfy_server):
     """The frontend names a node that has no custom title (the progress panel, among others) through ComfyUI's
-    /i18n translations, else by its ID: the pack's locales/en/nodeDefs.json (scripts/write_locales.py) is served
+    /i18n translations, else by its ID: the pack's locales/en/nodeDefs.json (workshop/authoring/locales.py) is served
     and matches /object_info."""
     info = comfy_server.object_info()
     served = comfy_server.get("/i18n").get("en", {}).get("nodeDefs", {})
     for name in EXPECTED_NODES:
-        assert name in served, f"{name} is missing from locales/en/nodeDefs.json: run scripts/write_locales.py"
+        assert name in served, f"{name} is missing from locales/en/nodeDefs.json: run workshop/authoring/locales.py"
         assert served[name]["display_name"] == info[name]["display_name"], (name, served[name]["display_name"])
         assert served[name]["description"] == info[name]["description"], name
         # the frontend compiles translations as vue-i18n messages: '@' (linked message), '|' (plural) and braces

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from tests.harness.workflows import shipped, shrink_api_prompt
+from comfyui_animapose.workshop.workflows import shipped, shrink_api_prompt
 
 WORKFLOWS = shipped(api_only=True)
 

@@ -10,9 +10,9 @@ import os
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion.camera_poses import (
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.addons.camera_trajectories import (
     PRESET_NAMES,
     list_pose_files,
     load_pose_file,
@@ -20,28 +20,14 @@ from animapose.motion.camera_poses import (
     preset_trajectory,
     relative_c2w,
 )
-from animapose.motion.cameractrl_model import build_cameractrl, merge_level, split_cameractrl
-from animapose.motion.detect import normalize_motion_state_dict
-from tests.fixtures.cameractrl import cameractrl_file, cameractrl_parts
-from tests.fixtures.motion import motion_module_file
-from tests.unit import cameractrl_reference as ref
+from comfyui_animapose.animapose.motion.addons.cameractrl_encoder import build_cameractrl, merge_level, split_cameractrl
+from comfyui_animapose.animapose.motion.formats.detect import normalize_motion_state_dict
+from comfyui_animapose.workshop.fixtures.camera_poses import pose_text
+from comfyui_animapose.workshop.fixtures.cameractrl import cameractrl_file, cameractrl_parts
+from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.references import cameractrl_reference as ref
 
 TOL = 1e-5
-
-
-def pose_text(frames: int = 6, seed: int = 0) -> str:
-    """A pose file in CameraCtrl's format: a URL line, then random rotations and translations per frame."""
-    g = torch.Generator().manual_seed(seed)
-    lines = ["https://www.youtube.com/watch?v=test"]
-    for i in range(frames):
-        q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
-        if torch.det(q) < 0:
-            q[:, 0] = -q[:, 0]
-        w2c = torch.cat([q, torch.randn(3, 1, generator=g, dtype=torch.float64)], dim=1)
-        fx, fy = 0.45 + 0.05 * torch.rand(1, generator=g).item(), 0.8 + 0.05 * torch.rand(1, generator=g).item()
-        values = [1000 * i, fx, fy, 0.5, 0.48, 0, 0] + w2c.flatten().tolist()
-        lines.append(" ".join(f"{v:.9f}" for v in values))
-    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("height,width", [(32, 48), (40, 24), (36, 64)])

@@ -8,10 +8,10 @@ import logging
 import pytest
 import torch
 
-from animapose.densepose.convert import box_chart, int_box_xywh, paste
-from animapose.densepose.estimate import check_photos, estimate, to_uint8_rgb
-from animapose.densepose.model import load_densepose
-from animapose.densepose.sequence import (
+from comfyui_animapose.animapose.densepose.convert import box_chart, int_box_xywh, paste
+from comfyui_animapose.animapose.densepose.estimate import check_photos, estimate, to_uint8_rgb
+from comfyui_animapose.animapose.densepose.model import load_densepose
+from comfyui_animapose.animapose.densepose.sequence import (
     alignment,
     apply_alignment,
     body_box,
@@ -20,9 +20,9 @@ from animapose.densepose.sequence import (
     nearest_sources,
     smooth_uv,
 )
-from animapose.errors import AnimaPoseError
-from tests.fixtures.densepose import dancer_frames, densepose_torchscript_file
-from tests.unit.densepose_reference import (
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures.densepose import dancer_frames, densepose_torchscript_file
+from comfyui_animapose.workshop.references.densepose_reference import (
     reference_chart_result,
     reference_frame,
     reference_paste,
@@ -141,7 +141,7 @@ def test_missing_frames_error_or_nearest():
 
 def _jittered_sequence(frames=24, h=64, w=48, noise=0.04, seed=0):
     """A slowly moving two-part body with disjoint UV ranges per part, plus per-frame UV noise."""
-    from animapose.dreampose.poses import synthetic_uv_sequence
+    from comfyui_animapose.animapose.dreampose.poses import synthetic_uv_sequence
 
     clean = synthetic_uv_sequence(frames, h, w, seed)
     fg = (clean > 0).any(1)
@@ -206,11 +206,11 @@ def test_refuses_other_files(tmp_path):
 
 
 def _viridis_render(h=80, w=64):
-    from animapose.dreampose.poses import _VIRIDIS
+    from comfyui_animapose.animapose.dreampose.poses import VIRIDIS
 
-    img = _VIRIDIS[0].expand(h, w, 3).clone()
-    img[20:60, 20:44] = _VIRIDIS[5]
-    img[10:20, 25:39] = _VIRIDIS[8]
+    img = VIRIDIS[0].expand(h, w, 3).clone()
+    img[20:60, 20:44] = VIRIDIS[5]
+    img[10:20, 25:39] = VIRIDIS[8]
     return img[None]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.dreampose.adapter import (
+from comfyui_animapose.animapose.dreampose.adapter import (
     SD_LATENT_SCALE,
     EmbeddingAdapter,
     adapter_from_state_dict,
     vae_encode_input,
 )
-from animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.errors import AnimaPoseError
 
 
 def _random_adapter(seed: int = 0) -> EmbeddingAdapter:
@@ -114,7 +114,7 @@ def test_state_dict_round_trip_and_shape_errors():
 
 def test_vae_encode_input_gives_the_official_pixel_values_after_comfys_2x_minus_1():
     images = torch.rand(1, 8, 8, 3)
-    comfy_process_input = lambda x: x * 2.0 - 1.0  # noqa: E731  (what comfy.sd.VAE applies before encoding)
+    comfy_process_input = lambda x: x * 2.0 - 1.0
     torch.testing.assert_close(comfy_process_input(vae_encode_input(images, "clean")), images)
     torch.testing.assert_close(comfy_process_input(vae_encode_input(images, "legacy")), images * 255.0)
     assert SD_LATENT_SCALE == 0.18215

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.dreampose import augment
-from animapose.dreampose.training import window_frames
+from comfyui_animapose.animapose.dreampose import augment
+from comfyui_animapose.workshop.train.dreampose import window_frames
 
 
 def _grid(h: int, w: int) -> torch.Tensor:

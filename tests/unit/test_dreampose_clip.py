@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from animapose.dreampose import clip_image
-from animapose.errors import AnimaPoseError
-from tests.fixtures.dreampose import tiny_clip_b32_file, tiny_clip_b32_folder
+from comfyui_animapose.animapose.dreampose import clip_image
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures.dreampose import tiny_clip_b32_file, tiny_clip_b32_folder
 
 
 def _picture(h: int, w: int) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict, strip_prefix
-from animapose.dreampose.adapter import EmbeddingAdapter
-from tests.fixtures import dreampose as fx
+from comfyui_animapose.animapose.checkpoints import load_state_dict, strip_prefix
+from comfyui_animapose.animapose.dreampose.adapter import EmbeddingAdapter
+from comfyui_animapose.workshop.fixtures import dreampose as fx
 
 
 def _official_unet(profile: str):

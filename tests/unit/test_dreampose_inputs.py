@@ -13,15 +13,23 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from animapose.dreampose import file_kinds
-from animapose.dreampose.file_kinds import ADAPTER, CLIP_VISION, UNET, UNKNOWN, VAE, file_kind, order_by_kind
-from animapose.dreampose.pose_sources import (
+from comfyui_animapose.animapose.dreampose import file_kinds
+from comfyui_animapose.animapose.dreampose.file_kinds import (
+    ADAPTER,
+    CLIP_VISION,
+    UNET,
+    UNKNOWN,
+    VAE,
+    file_kind,
+    order_by_kind,
+)
+from comfyui_animapose.animapose.dreampose.pose_sources import (
     check_pose_source,
     list_pose_sources,
     load_pose_source,
     resolve_pose_source,
 )
-from animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.errors import AnimaPoseError
 
 
 def _t():
@@ -189,7 +197,7 @@ def test_archive_declaring_a_512_mb_map_is_refused_before_unpacking(input_dir):
     refused from the archive's directory when the prompt is queued and when it is read."""
     import shutil
 
-    from tests.fixtures.dreampose import pose_bomb_zip
+    from comfyui_animapose.workshop.fixtures.dreampose import pose_bomb_zip
 
     shutil.copy(pose_bomb_zip(), input_dir / "bomb.zip")
     assert (input_dir / "bomb.zip").stat().st_size < 2**20
@@ -239,7 +247,7 @@ def test_folder_files_are_checked_from_their_headers(input_dir):
 def test_sequence_limits(input_dir, monkeypatch):
     """The float32 sequence the loader returns (frames x 2 x H x W x 4 bytes) and the number of maps are capped;
     the limits are checked before any data is read."""
-    from animapose.dreampose import pose_sources
+    from comfyui_animapose.animapose.dreampose import pose_sources
 
     monkeypatch.setattr(pose_sources, "MAX_POSE_BYTES", 3 * 2 * 8 * 6 * 4)  # three of the 8x6 maps
     for value in ("dance", "dance.zip"):

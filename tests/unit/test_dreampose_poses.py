@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from animapose.dreampose.poses import (
+from comfyui_animapose.animapose.dreampose.poses import (
     check_counts,
     load_uv_folder,
     pose_windows,
@@ -17,8 +17,8 @@ from animapose.dreampose.poses import (
     uv_from_images,
     window_indices,
 )
-from animapose.errors import AnimaPoseError
-from tests.fixtures.dreampose import uv_sequence_folder
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.workshop.fixtures.dreampose import uv_sequence_folder
 
 # ---------------------------------------------------------------- folders
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.harness import precision
-from tests.harness.workflows import api_workflow
+from comfyui_animapose.workshop import precision
+from comfyui_animapose.workshop.workflows import api_workflow
 
 AMD_ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 OLD_XEON = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"

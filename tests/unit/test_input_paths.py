@@ -11,11 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animapose import paths
-from animapose.dreampose.pose_sources import check_pose_source, list_pose_sources, load_pose_source, resolve_pose_source
-from animapose.errors import AnimaPoseError
-from animapose.motion.camera_poses import list_pose_files, load_pose_file
-from tests.unit.test_cameractrl import pose_text
+from comfyui_animapose.animapose import paths
+from comfyui_animapose.animapose.dreampose.pose_sources import (
+    check_pose_source,
+    list_pose_sources,
+    load_pose_source,
+    resolve_pose_source,
+)
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.addons.camera_trajectories import list_pose_files, load_pose_file
+from comfyui_animapose.workshop.fixtures.camera_poses import pose_text
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX links")
 

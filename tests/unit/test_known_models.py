@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from animapose.known_models import entries, label_file
+from comfyui_animapose.animapose.known_models import entries, label_file
 
 
 def test_catalogues_load_and_cover_the_releases():

@@ -1,10 +1,10 @@
-"""The generic stage grouping of scripts/layout_workflow.py on the shipped API workflows, with the output types the
+"""The generic stage grouping of workshop/authoring/layout.py on the shipped API workflows, with the output types the
 server reports (a fixed copy of the few /object_info fields the grouping reads)."""
 
 from __future__ import annotations
 
-from scripts.layout_workflow import plan, stages
-from tests.harness.workflows import api_workflow
+from comfyui_animapose.workshop.authoring.layout import plan, stages
+from comfyui_animapose.workshop.workflows import api_workflow
 
 OUT = {
     "CheckpointLoaderSimple": ["MODEL", "CLIP", "VAE"],

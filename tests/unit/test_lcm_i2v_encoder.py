@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.motion.image_encoder import ImageEncoder, encoder_spec, split_encoder
-from tests.fixtures import motion as fx
-from tests.unit.lcm_i2v_reference import adapter_from_weights, features
+from comfyui_animapose.animapose.motion.addons.lcm_i2v_encoder import ImageEncoder, encoder_spec, split_encoder
+from comfyui_animapose.workshop.fixtures import motion as fx
+from comfyui_animapose.workshop.references.lcm_i2v_reference import adapter_from_weights, features
 
 WIDTHS = (32, 64, 128, 128)
 TOL = 1e-5

@@ -12,10 +12,9 @@ import pytest
 import torch
 import torch.fft as fft
 
-from animapose.errors import AnimaPoseError
-from animapose.motion import freeinit, freenoise
-from animapose.motion.module import TemporalAttention, TemporalTransformer
-from animapose.motion.multival import (
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.controls import freeinit, freenoise
+from comfyui_animapose.animapose.motion.controls.multival import (
     MotionKeyframe,
     Multival,
     ResolvedControls,
@@ -23,8 +22,9 @@ from animapose.motion.multival import (
     interpolate_points,
     parse_per_frame,
 )
-from animapose.motion.prompt_travel import frame_weights, interpolate, parse_schedule
-from animapose.motion.stages import MotionStage, check_range
+from comfyui_animapose.animapose.motion.controls.prompt_travel import frame_weights, interpolate, parse_schedule
+from comfyui_animapose.animapose.motion.module import TemporalAttention, TemporalTransformer
+from comfyui_animapose.animapose.motion.sampling.stages import MotionStage, check_range
 
 
 def _module(c=8, seed=0):

@@ -8,11 +8,16 @@ import shutil
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion import detect
-from animapose.motion.detect import NormScope, build_motion_set, image_condition_weights, normalize_motion_state_dict
-from tests.fixtures import motion as fx
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.formats import detect
+from comfyui_animapose.animapose.motion.formats.detect import (
+    NormScope,
+    build_motion_set,
+    image_condition_weights,
+    normalize_motion_state_dict,
+)
+from comfyui_animapose.workshop.fixtures import motion as fx
 
 SD15 = (32, 64, 128, 128)
 SDXL = (32, 64, 128)
@@ -86,9 +91,9 @@ def test_original_layout_keys_are_the_release_keys():
 
 
 @pytest.mark.parametrize("family,params,keys", [
-    ("v1", 417_137_600, 560),  # README "417 M"; guoyww/AnimateDiff#256 reports 560 motion-module keys for v1
+    ("v1", 417_137_600, 560),  # docs/animatediff.md "417 M"; guoyww/AnimateDiff#256 reports 560 motion-module keys for v1
     ("v3", 417_137_600, 560),
-    ("v2", 453_209_280, 588),  # README "453 M"
+    ("v2", 453_209_280, 588),  # docs/animatediff.md "453 M"
     ("sdxl_beta", 236_779_200, 420),
     ("hotshotxl", 236_779_200, 420),
 ])

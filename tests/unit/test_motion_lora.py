@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError
-from animapose.motion.detect import build_motion_set, normalize_motion_state_dict
-from animapose.motion.lora import lora_delta, parse_motion_lora
-from tests.fixtures import motion as fx
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion.formats.detect import build_motion_set, normalize_motion_state_dict
+from comfyui_animapose.animapose.motion.formats.lora import lora_delta, parse_motion_lora
+from comfyui_animapose.workshop.fixtures import motion as fx
 
 
 def _reference_merge(weights: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:

@@ -13,22 +13,22 @@ import pytest
 import torch
 from torch import nn
 
-from animapose.checkpoints import load_state_dict
-from animapose.motion.convert import (
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.motion.formats.convert import (
     diffusers_to_original,
     hotshot_to_original,
     motion_adapter_config,
     original_to_diffusers,
 )
-from animapose.motion.detect import build_motion_set, normalize_motion_state_dict
-from animapose.motion.module import TemporalTransformer, sinusoidal_positions
-from tests.fixtures import motion as fx
-from tests.fixtures.cache import seeded_like
+from comfyui_animapose.animapose.motion.formats.detect import build_motion_set, normalize_motion_state_dict
+from comfyui_animapose.animapose.motion.module import TemporalTransformer, sinusoidal_positions
+from comfyui_animapose.workshop.fixtures import motion as fx
+from comfyui_animapose.workshop.fixtures.cache import seeded_like
 
 diffusers = pytest.importorskip("diffusers")
-from diffusers import MotionAdapter  # noqa: E402
-from diffusers.models.embeddings import SinusoidalPositionalEmbedding  # noqa: E402
-from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D  # noqa: E402
+from diffusers import MotionAdapter
+from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
 C, HEADS, GROUPS, POSITIONS = 64, 8, 8, 32
 BATCH, FRAMES, H, W = 2, 8, 4, 4

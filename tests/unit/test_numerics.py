@@ -10,9 +10,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from animapose import numerics
-from animapose.checkpoints import load_state_dict
-from animapose.errors import AnimaPoseError, require_choice, require_finite
+from comfyui_animapose.animapose import numerics
+from comfyui_animapose.animapose.checkpoints import load_state_dict
+from comfyui_animapose.animapose.errors import AnimaPoseError, require_choice, require_finite
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "1.0", None, True])

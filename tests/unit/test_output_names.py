@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from animapose import output_names
-from animapose.errors import AnimaPoseError
-from animapose.output_names import MAX_NAME_BYTES, MAX_PART_BYTES, check_output_name
+from comfyui_animapose.animapose import output_names
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.output_names import MAX_NAME_BYTES, MAX_PART_BYTES, check_output_name
 
 
 def refused(value, *args, **kwargs) -> str:
@@ -148,8 +148,8 @@ def test_folder_that_cannot_be_written(tmp_path, monkeypatch):
 def test_dreampose_sets_number_past_every_listed_file_and_go_into_sub_folders(tmp_path):
     """Save DreamPose's counter skips numbers a file of the set has under any extension or in another folder the
     loader lists, so the new set never shares a listed name; a prefix with sub-folders writes there."""
-    from animapose.dreampose.adapter import EmbeddingAdapter
-    from animapose.dreampose.checkpoint import next_counter, save_dreampose_set
+    from comfyui_animapose.animapose.dreampose.adapter import EmbeddingAdapter
+    from comfyui_animapose.animapose.dreampose.checkpoint import next_counter, save_dreampose_set
 
     main, extra = tmp_path / "dreampose", tmp_path / "extra"
     (main / "people").mkdir(parents=True)

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from animapose.synthetic.analyse import analyse_frames, clip_metrics, foreground_masks, shape_from_fill
-from animapose.synthetic.shapes import COLOURS, MOTIONS, SHAPES, make_clips, read_dataset, write_dataset
+from comfyui_animapose.workshop.synthetic.analyse import analyse_frames, clip_metrics, foreground_masks, shape_from_fill
+from comfyui_animapose.workshop.synthetic.shapes import (
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    make_clips,
+    read_dataset,
+    write_dataset,
+)
 
 
 def test_seeded_and_varied():
@@ -82,7 +89,7 @@ def _independent(seed: int) -> torch.Tensor:
 
 def test_coherence_thresholds_separate_real_from_independent():
     """The coherence thresholds: all 48 ground-truth clips pass, all 8 clips of frames from different clips fail."""
-    from tests.motion_thresholds import COHERENT, INDEPENDENT_IOU_MAX
+    from comfyui_animapose.workshop.thresholds import COHERENT, INDEPENDENT_IOU_MAX
 
     for clip, _, spec in make_clips(48, seed=100):
         m = clip_metrics(clip)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from animapose.dreampose.training import find_videos
-from animapose.synthetic import people
-from animapose.synthetic import people_metrics as pm
+from comfyui_animapose.workshop.synthetic import people
+from comfyui_animapose.workshop.synthetic import people_metrics as pm
+from comfyui_animapose.workshop.train.dreampose import find_videos
 
 HW = (80, 64)
 

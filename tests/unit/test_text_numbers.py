@@ -10,16 +10,24 @@ import math
 import pytest
 import torch
 
-from animapose.errors import AnimaPoseError
-from animapose.motion import MAX_FRAMES
-from animapose.motion.affinity import PIA_NODE, affinity_schedule, parse_affinity
-from animapose.motion.camera_poses import TRAJECTORY_NODE, parse_pose_text, preset_trajectory
-from animapose.motion.keyframe_indices import KEYFRAMES_NODE, keyframe_plan, parse_frame_indices
-from animapose.motion.multival import MULTIVAL_NODE, Multival, parse_per_frame
-from animapose.motion.prompt_travel import NODE as TRAVEL_NODE
-from animapose.motion.prompt_travel import TEXT_LIMIT, encode_schedule, parse_schedule
-from animapose.motion.stages import APPLY_NODE, MotionStage, non_finite_error
-from animapose.numerics import check_model_output
+from comfyui_animapose.animapose.errors import AnimaPoseError
+from comfyui_animapose.animapose.motion import MAX_FRAMES
+from comfyui_animapose.animapose.motion.addons.camera_trajectories import (
+    TRAJECTORY_NODE,
+    parse_pose_text,
+    preset_trajectory,
+)
+from comfyui_animapose.animapose.motion.addons.pia_affinity import PIA_NODE, affinity_schedule, parse_affinity
+from comfyui_animapose.animapose.motion.addons.sparsectrl_keyframes import (
+    KEYFRAMES_NODE,
+    keyframe_plan,
+    parse_frame_indices,
+)
+from comfyui_animapose.animapose.motion.controls.multival import MULTIVAL_NODE, Multival, parse_per_frame
+from comfyui_animapose.animapose.motion.controls.prompt_travel import NODE as TRAVEL_NODE
+from comfyui_animapose.animapose.motion.controls.prompt_travel import TEXT_LIMIT, encode_schedule, parse_schedule
+from comfyui_animapose.animapose.motion.sampling.stages import APPLY_NODE, MotionStage, non_finite_error
+from comfyui_animapose.animapose.numerics import check_model_output
 
 
 def _refused(call, *words, node=None, input_name=None):

@@ -1,0 +1,1 @@
+"""The ComfyUI integration of a motion model: applying it to a MODEL (``inflate``), where its modules go (``placement``), when they are in the UNet (``injection``), per-call dispatch (``stages``), device residency, context windows and noise schedules."""

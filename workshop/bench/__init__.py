@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): timings and memory against reference runs in the same process, written as JSON; each module runs with ``python -m`` and ``--help``."""

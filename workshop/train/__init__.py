@@ -1,0 +1,1 @@
+"""The trainers' command lines (motion module / MotionLoRA, DreamPose stage 1), one convention (``common``)."""
