@@ -12,10 +12,12 @@ from comfyui_animapose.workshop.demo import temporal_dreampose as td
 
 SEED = 0
 BEFORE, AFTER = "per_frame_shared.", "joint_shared."
-# per-frame (shared noise) minus joint with the module, seeds 0-5, min / mean / max (seed 0):
-# background flicker MARGINS_BG; colour flicker MARGINS_COLOUR
-BACKGROUND_MARGIN = 0.0005
-COLOUR_MARGIN = 0.008
+# per-frame (shared noise) minus joint with the module, seeds 0-5, min / mean / max (seed 0): background flicker
+# 0.0006 / 0.0011 / 0.0021 (0.0009); colour flicker 0.0050 / 0.0142 / 0.0327 (0.0155)
+BACKGROUND_MARGIN = 0.0004
+COLOUR_MARGIN = 0.004
+# pose IoU, joint minus per-frame: -0.0063 / +0.0210 / +0.0545 (seed 0: +0.0028)
+IOU_TOLERANCE = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +35,11 @@ def test_the_module_lowers_flicker(figures):
 
 
 def test_the_module_keeps_the_pose(figures):
-    assert figures[AFTER + "iou"] >= figures[BEFORE + "iou"]
+    assert figures[AFTER + "iou"] > figures[BEFORE + "iou"] - IOU_TOLERANCE
 
 
+# colour error against the real frames, joint minus per-frame: -0.0082 / +0.0792 / +0.2666 (worse on 5 of 6; seed 0:
+# +0.0105)
 @pytest.mark.xfail(strict=True, reason="the module draws the subject's colours worse (docs/tiny-dreampose.md)")
 def test_the_module_keeps_the_subjects_colours(figures):
     assert figures[AFTER + "colour_err_real"] <= figures[BEFORE + "colour_err_real"]
