@@ -7,6 +7,7 @@ import os
 
 from comfy_api.latest import io, ui
 
+from ..animapose.dreampose.joint import FRAME_MODES
 from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES, WINDOWS
 from .common import (
     DREAMPOSE_CATEGORY,
@@ -411,7 +412,9 @@ class DreamPoseSampler(PackNode):
             category=DREAMPOSE_CATEGORY,
             description=("Samples a pose video frame-batch by frame-batch: the same result as SamplerCustomAdvanced on "
                          "all frames at once (frames are independent in DreamPose), but memory stays that of one batch. "
-                         "One progress bar over all batches; Cancel stops between batches with nothing left patched."),
+                         "One progress bar over all batches; Cancel stops between batches with nothing left patched. "
+                         "frame_mode joint samples the video as one clip, for a DreamPose MODEL with an AnimateDiff "
+                         "motion module."),
             inputs=[
                 io.Noise.Input("noise", tooltip="RandomNoise (per-frame) or 'DreamPose Shared Noise'."),
                 io.Guider.Input("guider", tooltip="From 'DreamPose Guider (dual CFG)'."),
@@ -422,15 +425,24 @@ class DreamPoseSampler(PackNode):
                              tooltip="Frames per UNet call (each costs three evaluations for dual CFG). Larger "
                                      "batches keep a GPU busier, until memory runs out; on the CPU they gain "
                                      "little at 640x512 (docs/benchmarks.md), so 1 saves memory there."),
+                io.Combo.Input("frame_mode", options=FRAME_MODES, default="per_frame", optional=True,
+                               tooltip="per_frame: frames drawn independently in batches (DreamPose as published). "
+                                       "joint: the whole video in one run, as one clip for an AnimateDiff motion "
+                                       "module applied to the DreamPose MODEL (frames_per_batch is not used; context "
+                                       "windows on the MODEL split long videos). A MODEL with a motion module needs "
+                                       "joint."),
             ],
             outputs=[io.Latent.Output(display_name="latent", tooltip="The sampled frames.")],
         )
 
     @classmethod
-    def execute(cls, noise, guider, sampler, sigmas, latent, frames_per_batch) -> io.NodeOutput:
+    def execute(cls, noise, guider, sampler, sigmas, latent, frames_per_batch, frame_mode="per_frame") -> io.NodeOutput:
+        from ..animapose.dreampose.joint import check_frame_mode, sample_joint
         from ..animapose.dreampose.pipeline import sample_frames
 
         with node_errors(cls.DISPLAY):
+            if check_frame_mode(guider, frame_mode) == "joint":
+                return io.NodeOutput(sample_joint(guider, sampler, sigmas, noise, latent))
             return io.NodeOutput(sample_frames(guider, sampler, sigmas, noise, latent, frames_per_batch))
 
 

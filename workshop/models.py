@@ -23,6 +23,7 @@ from pathlib import Path
 CHECKPOINT_NAME = "v1-5-pruned-emaonly-fp16.safetensors"
 POSES_FOLDER = "dreampose_poses"
 SUBJECT_IMAGE = "dreampose_subject.png"
+DREAMPOSE_MOTION = "animapose_dreampose_motion.safetensors"  # the motion module of the DreamPose + motion template
 SUBJECT_POSES = "dreampose_subject_poses"
 DRIVING_VIDEO = "dreampose_driving.mp4"
 FIRST_FRAME = "animapose_first_frame.png"
@@ -70,6 +71,8 @@ def demo_files(profile: str = "trained", dreampose: str = "random") -> dict[str,
         "models/checkpoints": [(CHECKPOINT_NAME, checkpoint)],
         "models/animatediff_models": [
             ("mm_sd_v15_v2.ckpt", motion_v2),
+            # fits the random DreamPose UNet ('small': SD1.5's blocks, 320 channels throughout)
+            (DREAMPOSE_MOTION, motion_module_file("v2", "original", "small")),
             ("v3_sd15_mm.ckpt", motion_module_file("v3", "original", profile, ext=".ckpt")),
             ("pia.ckpt", motion_module_file("pia", "original", profile, ext=".ckpt")),
             ("AnimateLCM_sd15_i2v.ckpt", motion_module_file("animatelcm_i2v", "original", profile, ext=".ckpt")),
@@ -101,6 +104,11 @@ def demo_files(profile: str = "trained", dreampose: str = "random") -> dict[str,
         files["models/dreampose"] = [(name, trained / name) for name in ("unet_epoch_20.pth", "adapter_20.pth",
                                                                           "vae_1499.pth")]
         files["models/clip_vision"] = [("clip-vit-base-patch32", trained / "clip-vit-base-patch32")]
+        from .demo.temporal_dreampose import wide_motion_file
+
+        # the motion module trained for the tiny DreamPose (docs/tiny-dreampose.md)
+        files["models/animatediff_models"] = [(name, wide_motion_file() if name == DREAMPOSE_MOTION else path)
+                                              for name, path in files["models/animatediff_models"]]
         swapped = {POSES_FOLDER: people_uv_folder("walk", 8), SUBJECT_IMAGE: trained / "subject.png",
                    SUBJECT_POSES: subject_pose_folder()}
         files["input"] = [(name, swapped.get(name, path)) for name, path in files["input"]]

@@ -59,6 +59,7 @@ TEMPLATE_TITLES = {
     "dreampose_pose_to_video": "10 DreamPose - photo and poses to video",
     "dreampose_video_to_video": "11 DreamPose - video to video",
     "dreampose_finetune_then_animate": "12 DreamPose - finetune on a subject, then animate",
+    "dreampose_pose_to_video_motion": "13 DreamPose - photo and poses to video, with a motion module",
 }
 
 

@@ -78,6 +78,10 @@ class Clips:
     captions: list[int]
     contexts: list[torch.Tensor]
     empty: torch.Tensor | None = None
+    # DreamPose conditioning: per video its frames' pose windows (frames, 10, h, w) at the latent size, fed to the
+    # UNet as concat channels (``c_concat``) beside the noisy latents; ``contexts`` are then the adapter tokens of
+    # each video's subject photo and ``empty`` those of the black picture
+    poses: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -214,7 +218,8 @@ class MotionRun:
 
     def __init__(self, unet, motion_set, slots, scope, latents: list[torch.Tensor], captions: list[int],
                  contexts: list[torch.Tensor], empty: torch.Tensor | None, settings: MotionTrainSettings,
-                 device: torch.device):
+                 device: torch.device, poses: list[torch.Tensor] | None = None,
+                 alphas_cumprod: torch.Tensor | None = None):
         from ..motion.module import MotionModule
         from ..motion.sampling.placement import (
             FrameGroupNorm,
@@ -226,12 +231,16 @@ class MotionRun:
 
         self.settings, self.device = settings, device
         self.precision = Precision(settings.precision, device)
-        self.alphas = animatediff_alphas_cumprod().to(device)
+        # AnimateDiff's schedule by default; a UNet trained on another (DreamPose on SD's) may train its module on it
+        self.alphas = (animatediff_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod.float()).to(device)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.latents = [x.to(device=device, dtype=torch.float32) for x in latents]
         self.captions = list(captions)
         self.contexts = [c.to(device=device, dtype=torch.float32) for c in contexts]
         self.empty = None if empty is None else empty.to(device=device, dtype=torch.float32)
+        self.poses = None if poses is None else [p.to(device=device, dtype=torch.float32) for p in poses]
+        if self.poses is not None and [p.shape[0] for p in self.poses] != [x.shape[0] for x in self.latents]:
+            raise AnimaPoseError("poses", "every video needs one pose window per frame", "give each video's poses")
         self.unet, self.motion_set, self.scope = unet.requires_grad_(False), motion_set, scope
         self.loras = {}
         if settings.mode == "motion_lora":
@@ -279,14 +288,14 @@ class MotionRun:
         _, info = normalize_motion_state_dict(motion_set.state_dict(), "motion_model")
         slots = plan_slots(unet, info, unet_kind(model))
         run = cls(unet, motion_set, slots, scope, latents, clips.captions, clips.contexts, clips.empty, settings,
-                  device)
+                  device, clips.poses)
         run.info = info
         return run
 
     def loss(self, generator: torch.Generator, dropout: bool = True) -> torch.Tensor:
         s = self.settings
         span = (s.frames - 1) * s.stride + 1
-        x0, contexts = [], []
+        x0, contexts, concats = [], [], []
         for _ in range(s.batch_size):
             k = int(torch.randint(0, len(self.latents), (1,), generator=generator))
             start = int(torch.randint(0, self.latents[k].shape[0] - span + 1, (1,), generator=generator))
@@ -295,6 +304,11 @@ class MotionRun:
                 float(torch.rand((1,), generator=generator)) < s.uncond_probability
             context = self.empty if drop else self.contexts[self.captions[k]]
             contexts.append(context.expand(s.frames, -1, -1))
+            if self.poses is not None:
+                # dual CFG's three slots: (I, p), (I, 0) with pose dropout, (0, 0) with the image dropped
+                drop_pose = dropout and float(torch.rand((1,), generator=generator)) < s.pose_dropout
+                pose = self.poses[k][start:start + span:s.stride]
+                concats.append(torch.zeros_like(pose) if drop or drop_pose else pose)
         x0 = torch.cat(x0)
         # One timestep per clip, as train.py draws it per video.
         t = torch.randint(s.min_timestep, NUM_TIMESTEPS, (s.batch_size,), generator=generator)
@@ -302,13 +316,17 @@ class MotionRun:
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         tokens = max(c.shape[1] for c in contexts)
         context = torch.cat([c if c.shape[1] == tokens else c.repeat(1, tokens // c.shape[1], 1) for c in contexts])
-        return self.noise_loss(x0, t, noise, context)
+        return self.noise_loss(x0, t, noise, context, torch.cat(concats) if concats else None)
 
-    def noise_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def noise_loss(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, context: torch.Tensor,
+                   concat: torch.Tensor | None = None) -> torch.Tensor:
         """ε-MSE of the UNet with the motion modules on clips ``x0`` (whole clips of ``settings.frames`` frames along
-        the batch) noised to per-frame timesteps ``t`` with ``noise``."""
+        the batch) noised to per-frame timesteps ``t`` with ``noise``; ``concat`` (DreamPose's pose windows) joins the
+        noisy latents on the channel axis, as ComfyUI feeds ``c_concat``."""
         a = self.alphas[t.to(self.device)].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        if concat is not None:
+            noisy = torch.cat([noisy, concat.to(noisy.dtype)], dim=1)
         self.state.frames = self.settings.frames
         try:
             with self.precision.autocast():

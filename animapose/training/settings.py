@@ -22,6 +22,9 @@ class MotionTrainSettings:
     # Timesteps are drawn uniformly from [min_timestep, 1000) (the original recipe: 0). Raising it trains only the
     # noisier steps, where a sampled clip's layout and direction are decided.
     min_timestep: int = 0
+    # DreamPose conditioning (clips with pose windows): the probability that a clip trains with a zero pose and its
+    # subject's tokens, the e(I, 0) slot of dual CFG (``uncond_probability`` then drops both, the e(0, 0) slot)
+    pose_dropout: float = 0.05
     seed: int = 0
     precision: str = "fp32"
     gradient_checkpointing: bool = True

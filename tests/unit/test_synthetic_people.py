@@ -41,7 +41,7 @@ def test_uv_is_exact_along_and_across_a_part():
     np.testing.assert_allclose(vs, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("motion", people.MOTIONS)
+@pytest.mark.parametrize("motion", people.MOTIONS + ("swing",))
 def test_uv_parts_and_picture_agree_pixel_for_pixel(motion):
     video = people.make_video(people.make_subject(3), motion, 5, HW, seed=1)
     for f in video.frames:
@@ -68,6 +68,29 @@ def test_motions_move_the_parts_they_should():
     assert part_change(wave, ["forearm_l"]) > 2 * part_change(wave, ["shin_l", "shin_r"])  # the legs only sway
     widths = [f.mask.any(axis=0).sum() for f in turn.frames]
     assert max(widths) - min(widths) >= 4  # shoulders narrow while turning
+
+
+def test_motion_clips_change_smoothly_with_exact_uv_and_a_photo():
+    """Temporal training clips: consecutive frames differ a little (the pose moves every frame, the silhouettes of
+    neighbours overlap far more than those of the clip's ends), UV exact per frame, a photo in another pose, seeded."""
+    clips = people.motion_clips(6, frames=8, hw=HW, seed=3, subjects=2)
+    assert [c.video.motion for c in clips] == list(people.CLIP_MOTIONS) * 2
+    assert clips[0].video.subject == clips[2].video.subject != clips[1].video.subject
+    for clip in clips:
+        masks = [f.mask for f in clip.video.frames]
+        step = [pm.iou(a, b) for a, b in zip(masks[:-1], masks[1:])]
+        assert min(step) > 0.5, (clip.video.motion, step)
+        assert all(not np.array_equal(a, b) for a, b in zip(masks[:-1], masks[1:]))  # it moves every frame
+        assert pm.iou(masks[0], masks[-1]) < np.mean(step)
+        for f in clip.video.frames:
+            assert np.array_equal(pm.uv_mask(f.uv), f.parts > 0)
+        assert clip.photo.shape == (*HW, 3) and np.array_equal(pm.uv_mask(clip.photo_uv), pm.silhouette(
+            clip.photo, people.BACKGROUND))
+        assert not any(np.array_equal(clip.photo, f.image) for f in clip.video.frames)
+    again = people.motion_clips(6, frames=8, hw=HW, seed=3, subjects=2)
+    assert all(np.array_equal(a.video.uv, b.video.uv) and np.array_equal(a.photo, b.photo) for a, b in zip(clips, again))
+    other = people.motion_clips(1, frames=8, hw=HW, seed=4, subjects=2)
+    assert not np.array_equal(other[0].video.uv, clips[0].video.uv)
 
 
 def test_subjects_differ_and_are_reproducible():
@@ -130,6 +153,29 @@ def test_flicker_counts_only_change_the_pose_does_not_explain():
     frames = np.repeat(still.images, 4, axis=0)
     frames[1:3] = 1 - frames[1:3]  # the picture changes while the pose stands still: all unexplained
     assert pm.flicker(frames, static) > 0.3
+
+
+def test_background_and_colour_flicker_discount_the_pose():
+    """A rendered walk changes only where the pose moves: 0 for both; noise on the backdrop of one frame counts as
+    background flicker only; a shirt that changes colour between frames counts as colour flicker only."""
+    subject = _subject()  # plain shirt: stripes move along the torso with the pose
+    video = people.make_video(subject, "walk", 5, HW, seed=4)
+    regions = [f.clothing_masks() for f in video.frames]
+    assert pm.background_flicker(video.images, video.uv) == 0.0
+    assert pm.colour_flicker(video.images, regions) == pytest.approx(0.0, abs=1e-5)  # float32 means
+    noisy = video.images.copy()
+    backdrop = ~pm.dilate(video.frames[2].mask, 4)
+    noisy[2][backdrop] += np.float32(0.1)
+    assert pm.background_flicker(noisy, video.uv) > 0.02
+    assert pm.colour_flicker(noisy, regions) == pytest.approx(0.0, abs=1e-5)
+    recoloured = people.make_video(_subject(shirt=(0.1, 0.9, 0.1)), "walk", 5, HW,
+                                   seed=4)
+    mixed = video.images.copy()
+    mixed[2] = recoloured.images[2]
+    assert pm.colour_flicker(mixed, regions) > 0.1
+    assert pm.background_flicker(mixed, video.uv) == 0.0
+    assert np.array_equal(pm.dilate(np.eye(3, dtype=bool)[None], 1)[0], np.array(
+        [[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=bool))
 
 
 def test_erode_and_backdrop():

@@ -83,6 +83,15 @@ NOTES = {
         "Poses: a folder of frame_N_densepose.npy (2,H,W) UV arrays (or a .zip of them) in ComfyUI's input folder, "
         "picked in Load DensePose UV Poses (its button uploads a .zip; press R after adding a folder).\n"
         "image_cfg (s_I) 8 and pose_cfg (s_p) 3 follow the paper's demo; frames_per_batch trades memory for speed."),
+    "dreampose_pose_to_video_motion": (
+        "AnimaPose DreamPose with a motion module: one photo + UV poses -> video sampled as one clip\n\n"
+        "Models: as for pose-to-video, plus a motion module trained for this DreamPose UNet in "
+        "models/animatediff_models (the pack trains one for its tiny DreamPose with workshop/demo/temporal_dreampose.py; "
+        "an SD1.5 module such as mm_sd_v15_v2.ckpt fits the released DreamPose's layout but was never trained with it: "
+        "docs/tiny-dreampose.md).\n"
+        "Apply AnimateDiff Motion Model inflates the DreamPose MODEL (beta_schedule 'use existing': DreamPose's own "
+        "schedule); the DreamPose Sampler's frame_mode 'joint' samples all frames as one clip, each frame with its own "
+        "pose window; context windows split videos longer than 16 frames."),
     "animatediff_train_motion_lora": (
         "AnimaPose: train a MotionLoRA on your clips, then animate with it\n\n"
         "Load Image reads an animated GIF/WebP as one batch of frames (or use a video loader); frames_per_video splits "

@@ -10,7 +10,7 @@ map and the picture always agree pixel for pixel.
 Subjects differ in skin, shirt and trouser colours, sleeve length and an optional striped shirt (stripes follow the
 torso's U). Motions: ``walk`` (legs and arms swing while the figure crosses the frame), ``wave`` (one arm raised, the
 forearm swinging) and ``turn`` (the body turns about its vertical axis: shoulders and hips narrow and widen, the
-limbs swap sides).
+limbs swap sides); the temporal clips (``motion_clips``) add ``swing`` (standing, arms swinging in opposition).
 
 ``write_ubc_dataset`` writes videos in the UBC-Fashion layout the DreamPose stage-1 command line reads:
 ``ROOT/<video>/frame_N.png`` with ``frame_N_densepose.npy`` ((2, H, W) float64 UV) beside each frame.
@@ -29,6 +29,9 @@ import numpy as np
 UV_MIN = 0.02
 BACKGROUND = (0.92, 0.91, 0.89)  # the light studio backdrop of UBC-Fashion
 MOTIONS = ("walk", "wave", "turn")
+# the motions of the temporal training clips (``motion_clips``): poses that change smoothly from frame to frame
+CLIP_MOTIONS = ("walk", "turn", "swing")
+CLIP_CYCLES = 0.5  # cycles of a motion over a training clip: a walk's stride or a swing takes two clips
 PARTS = ("head", "torso", "upper_arm_l", "forearm_l", "upper_arm_r", "forearm_r", "thigh_l", "shin_l", "thigh_r",
          "shin_r")
 PART_INDEX = {name: k + 1 for k, name in enumerate(PARTS)}  # 0 is the background
@@ -210,11 +213,17 @@ def motion_pose(motion: str, t: float, phase: float = 0.0, x0: float = 0.5, scal
         return Pose(x=x0 + 0.02 * math.sin(a), y=0.55, scale=scale, turn=0.0,
                     arm_l=(2.4 + 0.15 * math.sin(a), 0.6 * math.sin(a)), arm_r=(-0.15, 0.1),
                     leg_l=(0.08, 0.0), leg_r=(-0.08, 0.0))
+    if motion == "swing":  # standing, both arms swinging forward and back in opposition, knees flexing a little
+        swing = 0.7 * math.sin(a)
+        bend = 0.15 * (1 + math.sin(a))
+        return Pose(x=x0, y=0.55, scale=scale, turn=0.0,
+                    arm_l=(swing + 0.1, 0.3 + 0.2 * math.sin(a)), arm_r=(-swing - 0.1, 0.3 - 0.2 * math.sin(a)),
+                    leg_l=(0.08, bend), leg_r=(-0.08, bend))
     if motion == "turn":
         return Pose(x=x0, y=0.55, scale=scale, turn=math.pi * t + phase,
                     arm_l=(0.3 + 0.1 * math.sin(a), 0.2), arm_r=(-0.3 - 0.1 * math.sin(a), 0.2),
                     leg_l=(0.08, 0.0), leg_r=(-0.08, 0.0))
-    raise ValueError(f"motion must be one of {MOTIONS}, not {motion!r}")
+    raise ValueError(f"motion must be one of {MOTIONS + ('swing',)}, not {motion!r}")
 
 
 @dataclass
@@ -271,4 +280,32 @@ def write_ubc_dataset(root: str, videos: int = 12, frames: int = 8, hw: tuple[in
     out = dataset_videos(videos, frames, hw, seed)
     for k, video in enumerate(out):
         write_video(video, os.path.join(root, f"video_{k:03d}"))
+    return out
+
+
+@dataclass
+class MotionClip:
+    """A short clip with continuous motion for temporal training: every frame's picture and exact UV, and a photo of
+    the subject in another pose (the DreamPose reference picture) with its UV map."""
+
+    video: Video
+    photo: np.ndarray  # (H, W, 3)
+    photo_uv: np.ndarray  # (2, H, W)
+
+
+def motion_clips(count: int, frames: int = 8, hw: tuple[int, int] = (80, 64), seed: int = 0,
+                 subjects: int | None = None, subject_seed: int = 0, cycles: float = CLIP_CYCLES) -> list[MotionClip]:
+    """``count`` seeded clips of ``CLIP_MOTIONS`` in turn, each ``cycles`` of its motion over ``frames`` frames (a new
+    phase and position per clip). Subjects are ``make_subject(subject_seed + k % subjects)`` (the tiny DreamPose's
+    training subjects for ``subject_seed`` 0 and ``subjects`` 24); the photo is frame 0 of the subject's ``turn`` drawn
+    with another seed, as the DreamPose claims harness photographs its subjects."""
+    subjects = subjects or count
+    out = []
+    for k in range(count):
+        s = subject_seed + k % subjects
+        subject = make_subject(s)
+        video = make_video(subject, CLIP_MOTIONS[k % len(CLIP_MOTIONS)], frames, hw, seed=seed * 100_003 + 7 + k,
+                           cycles=cycles)
+        photo = make_video(subject, "turn", 1, hw, seed=20_000 + s).frames[0]
+        out.append(MotionClip(video, photo.image, photo.uv))
     return out

@@ -82,3 +82,33 @@ def flicker(frames: np.ndarray, uv: np.ndarray, tolerance: float = 1e-3) -> floa
     keep = static_pixels(uv, tolerance)
     change = np.abs(frames[1:] - frames[:-1]).mean(axis=-1)
     return float(change[keep].mean()) if keep.any() else float("nan")
+
+
+def dilate(mask: np.ndarray, steps: int = 1) -> np.ndarray:
+    """4-neighbour binary dilation over the last two axes (a stack of masks dilates each on its own)."""
+    m = np.asarray(mask, dtype=bool).copy()
+    pad = [(0, 0)] * (m.ndim - 2) + [(1, 1), (1, 1)]
+    for _ in range(steps):
+        p = np.pad(m, pad, constant_values=False)
+        m = m | p[..., :-2, 1:-1] | p[..., 2:, 1:-1] | p[..., 1:-1, :-2] | p[..., 1:-1, 2:]
+    return m
+
+
+def background_flicker(frames: np.ndarray, uv: np.ndarray, margin: int = 4) -> float:
+    """Mean absolute frame-to-frame change (RGB, [0, 1] units) of the backdrop: pixels farther than ``margin`` from
+    the body in both frames, so the pose change (and the blur a coarse latent puts around the body) is left out."""
+    frames = np.asarray(frames, dtype=np.float64)
+    body = uv_mask(uv)
+    away = ~(dilate(body[1:], margin) | dilate(body[:-1], margin))
+    change = np.abs(frames[1:] - frames[:-1]).mean(axis=-1)
+    return float(change[away].mean()) if away.any() else float("nan")
+
+
+def colour_flicker(frames: np.ndarray, regions: list[dict[str, np.ndarray]]) -> float:
+    """Mean frame-to-frame change of the subject's colours: the RGB distance between consecutive frames' mean
+    colours of each garment, each frame's colour taken inside its own pose's region (so the pose change is
+    discounted). ``regions`` holds per frame ``{"shirt": mask, "trousers": mask}`` of the driving pose."""
+    colours = [region_colours(f, r) for f, r in zip(frames, regions)]
+    d = [np.linalg.norm(b[k] - a[k]) for a, b in zip(colours[:-1], colours[1:]) for k in a
+         if k in b and not (np.isnan(a[k]).any() or np.isnan(b[k]).any())]
+    return float(np.mean(d)) if d else float("nan")
