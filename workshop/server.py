@@ -135,7 +135,8 @@ class ComfyServer:
         if self.threads:
             env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_end_with_parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -227,6 +228,16 @@ class ComfyServer:
                     if isinstance(item, dict) and "filename" in item:
                         files.append(self.base / item.get("type", "output") / item.get("subfolder", "") / item["filename"])
         return files
+
+
+def _end_with_parent() -> None:
+    """In the server's process before ComfyUI starts: the kernel ends it when the process that started it dies, so
+    a killed test run or sweep worker leaves no ComfyUI running (Linux; elsewhere nothing happens)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _maybe_json(body: str):
