@@ -49,9 +49,9 @@ def comfy_root() -> str:
 
 
 def local_runtime_env() -> dict:
-    """Workers of a cluster started on this machine import ComfyUI from the same folder as this process."""
-    path = os.pathsep.join(p for p in (comfy_root(), os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": {"PYTHONPATH": path}}
+    """Workers import ComfyUI from the same folder as this process when they have it (a cluster on this machine),
+    else from their own PYTHONPATH (Ray expands ``${PYTHONPATH}`` on each worker)."""
+    return {"env_vars": {"PYTHONPATH": comfy_root() + os.pathsep + "${PYTHONPATH}"}}
 
 
 def connect(address: str, start_local: bool, local_workers: int):
@@ -64,7 +64,7 @@ def connect(address: str, start_local: bool, local_workers: int):
     address = address.strip()
     if address:
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, runtime_env=local_runtime_env(), log_to_driver=True)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise AnimaPoseError("address", f"cannot connect to the Ray cluster at '{address}' ({e})",
                                  "give the head node's address as `ray start --head` printed it (host:6379, or "
@@ -93,6 +93,13 @@ def comfy_args() -> dict:
     return dict(vars(comfy.cli_args.args))
 
 
+def worker_setup() -> dict:
+    """What a worker needs to be set up like this process, and the run's key."""
+    name, folder = pack_location()
+    return {"comfy_args": comfy_args(), "pack": name, "pack_dir": folder, "threads": torch.get_num_threads(),
+            "key": uuid.uuid4().hex}
+
+
 def _unpatched(guider) -> None:
     """A model loaded for sampling here holds its weight patches applied in place, with the originals in a backup;
     it is sent unloaded, so a worker receives each weight once and patches it itself."""
@@ -111,9 +118,7 @@ def sample_frames_on_cluster(guider, sampler, sigmas: torch.Tensor, noise, laten
     frames = samples.shape[0]
     ranges = batch_ranges(frames, frames_per_batch)
     _unpatched(guider)
-    name, folder = pack_location()
-    setup = {"comfy_args": comfy_args(), "pack": name, "pack_dir": folder, "threads": torch.get_num_threads(),
-             "key": uuid.uuid4().hex}
+    setup = worker_setup()
     payload = ray.put((guider, sampler, sigmas.cpu(), full_noise.cpu(), samples.cpu(), getattr(noise, "seed", None)))
     ray.cloudpickle.register_pickle_by_value(ray_worker)
     task = ray.remote(ray_worker.run_task).options(

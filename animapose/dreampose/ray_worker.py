@@ -11,7 +11,6 @@ and latent), so the weights cross the object store once per worker process, not 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import socket
 import sys
@@ -27,6 +26,13 @@ def run_task(setup: dict, payload_box: list, lo: int, hi: int):
     """One batch of frames on this worker: ``setup`` holds the driver's ComfyUI settings, pack name and folder,
     thread count and run key; ``payload_box`` the payload's object ref (in a list, so Ray hands over the ref and
     the payload is fetched only when this process does not hold it yet)."""
+    worker = prepare(setup)
+    return worker.sample_batch(setup, payload_box, lo, hi)
+
+
+def prepare(setup: dict):
+    """This process set up like the driver's (before anything unpickles the payload, which imports ComfyUI);
+    returns this module as loaded under the driver's pack name."""
     if "comfy.model_management" not in sys.modules:
         try:
             import comfy.cli_args
@@ -37,21 +43,23 @@ def run_task(setup: dict, payload_box: list, lo: int, hi: int):
         vars(comfy.cli_args.args).update(setup["comfy_args"])
     name, folder = setup["pack"], setup["pack_dir"]
     if name not in sys.modules:
-        init = os.path.join(folder, "__init__.py")
         try:
-            importlib.import_module(name)
+            importlib.import_module(name)  # an installed pack (``comfyui_animapose``)
         except ImportError:
-            if not os.path.isfile(init):
+            if not os.path.isfile(os.path.join(folder, "__init__.py")):
                 raise RuntimeError(
                     f"AnimaPose worker {worker_name()}: the pack is not at {folder}; install it at the same path as "
                     "on the ComfyUI machine (docs/scale-out.md)") from None
-            # the way ComfyUI loads a custom node folder, under the same module name
-            spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder])
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-    worker = importlib.import_module(name + ".animapose.dreampose.ray_worker")
-    return worker.sample_batch(setup, payload_box, lo, hi)
+            # ComfyUI's own custom-node loader, which names the module after the folder's path, as it did on the
+            # ComfyUI machine
+            import asyncio
+
+            import nodes
+
+            if not asyncio.run(nodes.load_custom_node(folder)) or name not in sys.modules:
+                raise RuntimeError(f"AnimaPose worker {worker_name()}: ComfyUI could not load the pack from {folder} "
+                                   f"as '{name}'") from None
+    return importlib.import_module(name + ".animapose.dreampose.ray_worker")
 
 
 def sample_batch(setup: dict, payload_box: list, lo: int, hi: int):
