@@ -119,6 +119,7 @@ class ComfyServer:
     python: str = sys.executable
     extra_args: tuple[str, ...] = ()
     threads: int | None = None  # torch/OpenMP threads of the server process (None: torch's default)
+    cpu: bool = True  # False: ComfyUI picks its device (the GPUs the process may see)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -128,7 +129,7 @@ class ComfyServer:
 
     def start(self, timeout: float = 120.0) -> "ComfyServer":
         self.log_path = self.base / f"comfyui-{self.port}.log"
-        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")

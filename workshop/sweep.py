@@ -227,8 +227,8 @@ class RunFolder:
 class ComfyWorker:
     """A Ray actor driving one headless ComfyUI (``workshop/server.py``), started at its first job."""
 
-    def __init__(self, base: str | None, models: str, threads: int | None):
-        self.base_arg, self.models, self.threads = base, models, threads
+    def __init__(self, base: str | None, models: str, threads: int | None, gpu: bool = False):
+        self.base_arg, self.models, self.threads, self.gpu = base, models, threads, gpu
         self.server = None
         self.tmp = None
 
@@ -249,7 +249,8 @@ class ComfyWorker:
 
                     files = demo_files(TEST_PROFILE, TEST_DREAMPOSE)
                 base = prepare_base_dir(Path(self.tmp), files)
-            self.server = ComfyServer(base, threads=self.threads).start()
+            # on a GPU worker Ray has set CUDA_VISIBLE_DEVICES to this actor's GPUs, which ComfyUI inherits
+            self.server = ComfyServer(base, threads=self.threads, cpu=not self.gpu).start()
         return self.server
 
     def run(self, job_name: str, prompt: dict, inputs: dict) -> dict:
@@ -311,7 +312,7 @@ def connect(address: str | None, local_workers: int):
 
 
 def run_sweep(workflow: Path, run_dir: Path, jobs: list[Job], ray, workers: int, base: str | None = None,
-              models: str = "none", threads: int | None = 1, retries: int = 2) -> dict:
+              models: str = "none", threads: int | None = 1, retries: int = 2, gpus_per_worker: float = 0.0) -> dict:
     """Runs the jobs not done yet on ``workers`` actors; returns the manifest. A job whose worker dies is queued
     again on a new worker (``retries`` times); a job ComfyUI refuses is recorded as failed with the reason."""
     run = RunFolder(run_dir)
@@ -321,8 +322,13 @@ def run_sweep(workflow: Path, run_dir: Path, jobs: list[Job], ray, workers: int,
     run.write_manifest(str(workflow), jobs, failed)
     if not todo:
         return run.write_manifest(str(workflow), jobs, failed)
-    actor = ray.remote(num_cpus=1)(ComfyWorker)
-    pool = [actor.remote(base, models, threads) for _ in range(min(workers, len(todo)))]
+    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(ComfyWorker)
+    gpu = gpus_per_worker > 0
+
+    def new_worker():
+        return actor.remote(base, models, threads, gpu)
+
+    pool = [new_worker() for _ in range(min(workers, len(todo)))]
     attempts = {j.name: 0 for j in todo}
     running: dict = {}
     idle = list(pool)
@@ -343,7 +349,7 @@ def run_sweep(workflow: Path, run_dir: Path, jobs: list[Job], ray, workers: int,
                 else:
                     log.warning("a worker died running job %s; running it again on a new worker", job.name)
                     todo.insert(0, job)
-                idle.append(actor.remote(base, models, threads))
+                idle.append(new_worker())
                 continue
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if getattr(e, "cause", None) is not None else e
@@ -381,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", choices=["none", "demo"], default="none",
                     help="'demo': put the demo models into each fresh base directory")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of each worker's ComfyUI")
+    ap.add_argument("--gpus-per-worker", type=float, default=0.0,
+                    help="GPUs each worker's ComfyUI gets (1 on GPU machines); 0: ComfyUI on the CPU")
     ap.add_argument("--cpu-sized", action="store_true", help="shrink the workflow to CPU test sizes first")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -399,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ray = connect(args.address, args.local_workers)
     try:
         workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        manifest = run_sweep(args.workflow, args.run, jobs, ray, workers, args.base, args.models, args.threads)
+        manifest = run_sweep(args.workflow, args.run, jobs, ray, workers, args.base, args.models, args.threads,
+                             gpus_per_worker=args.gpus_per_worker)
     finally:
         ray.shutdown()
     counts = {s: sum(1 for j in manifest["jobs"] if j["status"] == s) for s in ("done", "failed", "pending")}

@@ -54,14 +54,23 @@ def local_runtime_env() -> dict:
     return {"env_vars": {"PYTHONPATH": comfy_root() + os.pathsep + "${PYTHONPATH}"}}
 
 
+_connection: tuple | None = None  # what this process connected to, when the node made the connection
+
+
 def connect(address: str, start_local: bool, local_workers: int):
     """Ray, connected: to ``address`` (``auto`` finds a cluster started on this machine with ``ray start``), or to
     a cluster of ``local_workers`` CPUs started in this process when no address is given and ``start_local`` asks
-    for one. A connection made earlier in this process is reused."""
+    for one. The node's connection is kept for later runs and remade when the inputs ask for another cluster; a
+    connection made by someone else in this process (a script, the tests) is used as it is."""
+    global _connection
     ray = import_ray()
-    if ray.is_initialized():
-        return ray
     address = address.strip()
+    want = (address, None) if address else ("", local_workers)
+    if ray.is_initialized():
+        if _connection is None or _connection == want:
+            return ray
+        ray.shutdown()
+        _connection = None
     if address:
         try:
             ray.init(address=address, runtime_env=local_runtime_env(), log_to_driver=True)
@@ -69,12 +78,14 @@ def connect(address: str, start_local: bool, local_workers: int):
             raise AnimaPoseError("address", f"cannot connect to the Ray cluster at '{address}' ({e})",
                                  "give the head node's address as `ray start --head` printed it (host:6379, or "
                                  "ray://host:10001), or leave it empty to start a cluster on this machine") from None
-        return ray
-    if not start_local:
-        raise AnimaPoseError("address", "no cluster address is given and starting a local cluster is off",
-                             "give a Ray cluster address, or turn start_local_cluster on")
-    log.info("AnimaPose: starting a local Ray cluster with %d CPUs", local_workers)
-    ray.init(num_cpus=local_workers, include_dashboard=False, runtime_env=local_runtime_env(), log_to_driver=True)
+    else:
+        if not start_local:
+            raise AnimaPoseError("address", "no cluster address is given and starting a local cluster is off",
+                                 "give a Ray cluster address, or turn start_local_cluster on")
+        log.info("AnimaPose: starting a local Ray cluster with %d CPUs", local_workers)
+        ray.init(num_cpus=local_workers, include_dashboard=False, runtime_env=local_runtime_env(),
+                 log_to_driver=True)
+    _connection = want
     return ray
 
 

@@ -147,3 +147,32 @@ def test_without_ray_the_error_names_node_input_and_fix(run, monkeypatch):
                                     latent=latent, frames_per_batch=PER_BATCH)
     text = str(err.value)
     assert "DreamPose Sampler (Ray cluster)" in text and "address" in text and "pip install ray" in text
+
+
+def test_the_connection_is_kept_and_remade_for_another_cluster(monkeypatch):
+    """No cluster needed: a stand-in for the ray module records what the node asks of it."""
+    import types
+
+    from comfyui_animapose.animapose.dreampose import distributed
+
+    calls = []
+    state = {"up": False}
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: state["up"],
+        init=lambda **kw: (calls.append(("init", kw.get("address"), kw.get("num_cpus"))), state.update(up=True)),
+        shutdown=lambda: (calls.append(("shutdown",)), state.update(up=False)))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(distributed, "_connection", None)
+    distributed.connect("", True, 2)
+    distributed.connect("", True, 2)  # the same cluster: kept
+    distributed.connect("head:6379", True, 2)  # another one: remade
+    assert calls == [("init", None, 2), ("shutdown",), ("init", "head:6379", None)]
+    state["up"] = False
+    monkeypatch.setattr(distributed, "_connection", None)
+    with pytest.raises(AnimaPoseError, match="starting a local cluster is off"):
+        distributed.connect("", False, 2)
+    # a connection this process made otherwise (a script, the test cluster) is used as it is
+    state["up"] = True
+    calls.clear()
+    distributed.connect("elsewhere:6379", True, 2)
+    assert calls == []
