@@ -95,9 +95,10 @@ def _job_dirs(run):
 
 
 def test_interrupted_driver_resumes_from_the_run_folder(ray_cluster, tmp_path):
+    # one worker: each run starts one ComfyUI (the costly part on two shared cores), and the jobs run in turn
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "comfyui_animapose.workshop.sweep", str(TXT2VID), "--run", str(run),
-           "--set", "KSampler.seed=[1,2,3,4]", "--cpu-sized", "--models", "demo", "--workers", "2",
+           "--set", "KSampler.seed=[1,2,3]", "--cpu-sized", "--models", "demo", "--workers", "1",
            "--address", ray_cluster.get_runtime_context().gcs_address]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 400
@@ -106,13 +107,13 @@ def test_interrupted_driver_resumes_from_the_run_folder(ray_cluster, tmp_path):
     first.send_signal(signal.SIGINT)  # Ctrl-C
     out, _ = first.communicate(timeout=120)
     done = _job_dirs(run)
-    assert 1 <= len(done) < 4, out[-3000:]
+    assert 1 <= len(done) < 3, out[-3000:]
     second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:]
-    assert f"4 jobs: {len(done)} done, {4 - len(done)} to run" in second.stdout
+    assert f"3 jobs: {len(done)} done, {3 - len(done)} to run" in second.stdout
     manifest = json.loads((run / "manifest.json").read_text())
-    assert [j["status"] for j in manifest["jobs"]] == ["done"] * 4
-    assert sorted(j["settings"]["KSampler.seed"] for j in manifest["jobs"]) == [1, 2, 3, 4]
+    assert [j["status"] for j in manifest["jobs"]] == ["done"] * 3
+    assert sorted(j["settings"]["KSampler.seed"] for j in manifest["jobs"]) == [1, 2, 3]
     after = _job_dirs(run)
     # what was done before the interruption was kept as it was, not run again
     assert {k: after[k] for k in done} == done
