@@ -136,3 +136,47 @@ def test_worker_missing_a_model_file_is_named_and_nothing_is_written(ray_cluster
     assert f"is missing the model file '{CHECKPOINT_NAME}'" in entry["error"] and "worker " in entry["error"]
     assert "(pid " in entry["error"] and "ckpt_name" in entry["error"]
     assert not list((tmp_path / "run" / "jobs").iterdir())
+
+
+def _sweep_server_parents() -> set[int]:
+    """The processes (sweep workers) whose ComfyUI runs in a fresh sweep base directory."""
+    from pathlib import Path
+
+    parents = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"main.py" in cmd and any(b"animapose-sweep-" in c for c in cmd):
+                parents.add(int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return parents
+
+
+def test_a_killed_worker_has_its_job_run_on_a_new_one(ray_cluster, tmp_path):
+    import os
+    import threading
+
+    from comfyui_animapose.workshop import ray_faults
+
+    jobs = expand(_prompt(), [parse_axis("KSampler.seed=[7]")])
+    killed = []
+
+    def kill_the_first_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            for pid in _sweep_server_parents():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_first_worker)
+    killer.start()
+    manifest = run_sweep(TXT2VID, tmp_path / "run", jobs, ray_cluster, workers=1, models="demo")
+    killer.join(timeout=10)
+    assert killed and ray_faults.process_gone(killed[0])
+    (entry,) = manifest["jobs"]
+    assert entry["status"] == "done", entry
+    assert f"(pid {killed[0]})" not in entry["worker"]
+    # the killed worker's ComfyUI ended with it
+    assert not _sweep_server_parents()
