@@ -11,11 +11,13 @@ from . import (
     densepose,
     dreampose,
     dreampose_finetune,
+    dreampose_ray,
 )
 from .common import register_model_folders
 
 ALL_NODES = [*animatediff.NODES, *animatediff_controls.NODES, *animatediff_i2v.NODES, *animatediff_camera.NODES,
-             *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES]
+             *animatediff_training.NODES, *dreampose.NODES, *dreampose_finetune.NODES, *densepose.NODES,
+             *dreampose_ray.NODES]
 
 
 class AnimaPoseExtension(ComfyExtension):

@@ -3,7 +3,8 @@
 - ``tests/unit``:    pure torch; must not import ComfyUI (``test_purity.py`` checks the runtime modules);
 - ``tests/comfy``:   the real ``comfy`` package in-process on the CPU;
 - ``tests/server``:  the real ``main.py`` in a subprocess with the pack loaded, driven over HTTP;
-- ``tests/browser``: headless Chromium driving the real frontend served by that server.
+- ``tests/browser``: headless Chromium driving the real frontend served by that server;
+- ``tests/ray``:     a local Ray cluster of two CPU workers (distributed DreamPose sampling, sweeps of workflows).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "comfy", "server", "browser")
+TIERS = ("unit", "comfy", "server", "browser", "ray")
 HERE = Path(__file__).parent
 
 

@@ -119,6 +119,7 @@ class ComfyServer:
     python: str = sys.executable
     extra_args: tuple[str, ...] = ()
     threads: int | None = None  # torch/OpenMP threads of the server process (None: torch's default)
+    cpu: bool = True  # False: ComfyUI picks its device (the GPUs the process may see)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -128,14 +129,15 @@ class ComfyServer:
 
     def start(self, timeout: float = 120.0) -> "ComfyServer":
         self.log_path = self.base / f"comfyui-{self.port}.log"
-        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base),
                "--database-url", "sqlite:///:memory:", "--disable-api-nodes", *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.threads:
             env.update(OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads))
         logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=COMFYUI, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_end_with_parent)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -227,6 +229,16 @@ class ComfyServer:
                     if isinstance(item, dict) and "filename" in item:
                         files.append(self.base / item.get("type", "output") / item.get("subfolder", "") / item["filename"])
         return files
+
+
+def _end_with_parent() -> None:
+    """In the server's process before ComfyUI starts: the kernel ends it when the process that started it dies, so
+    a killed test run or sweep worker leaves no ComfyUI running (Linux; elsewhere nothing happens)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _maybe_json(body: str):

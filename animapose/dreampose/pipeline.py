@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass
 
 import comfy.model_management
@@ -268,32 +267,54 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
     all batches; a Cancel between batches (or inside one, at the next step) stops with nothing left patched, as
     every batch is a complete ``guider.sample`` call that cleans up after itself.
     """
+    samples, full_noise = prepare_frames(guider, noise, latent)
+    frames = samples.shape[0]
+    ranges = batch_ranges(frames, frames_per_batch)
+    steps = max(1, len(sigmas) - 1)
+    pbar = comfy.utils.ProgressBar(steps * len(ranges))
+    outputs = []
+    for b, (lo, hi) in enumerate(ranges):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+        def callback(step, x0, x, total, _b=b):
+            pbar.update_absolute(_b * steps + step + 1, steps * len(ranges))
+
+        out = sample_frame_batch(guider, sampler, sigmas, full_noise, samples, lo, hi, getattr(noise, "seed", None),
+                                 callback=callback)
+        outputs.append(out.to(comfy.model_management.intermediate_device()))
+    return assemble_frames(latent, outputs, "DreamPose Sampler")
+
+
+def prepare_frames(guider, noise, latent: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(samples, noise) of the whole clip: the latent with ComfyUI's empty-latent channel fix, checked against the
+    pose windows, and the noise drawn once, exactly as SamplerCustomAdvanced would, for the batches to slice."""
     import comfy.sample
 
     samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
-    frames = samples.shape[0]
-    check_pose_frames(guider, frames)
-    # The whole clip's noise is drawn once, exactly as SamplerCustomAdvanced would, then sliced per batch.
-    full_noise = noise.generate_noise({**latent, "samples": samples})
-    frames_per_batch = max(1, min(frames_per_batch, frames))
-    batches = math.ceil(frames / frames_per_batch)
-    steps = max(1, len(sigmas) - 1)
-    pbar = comfy.utils.ProgressBar(steps * batches)
-    outputs = []
-    for b in range(batches):
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        lo, hi = b * frames_per_batch, min(frames, (b + 1) * frames_per_batch)
-        part = frame_subset_guider(guider, lo, hi, frames)
+    check_pose_frames(guider, samples.shape[0])
+    return samples, noise.generate_noise({**latent, "samples": samples})
 
-        def callback(step, x0, x, total, _b=b):
-            pbar.update_absolute(_b * steps + step + 1, steps * batches)
 
-        out = part.sample(full_noise[lo:hi], samples[lo:hi], sampler, sigmas, callback=callback, disable_pbar=True,
-                          seed=getattr(noise, "seed", None))
-        outputs.append(out.to(comfy.model_management.intermediate_device()))
+def batch_ranges(frames: int, frames_per_batch: int) -> list[tuple[int, int]]:
+    """The (first, end) frames of every batch, in frame order."""
+    per = max(1, min(frames_per_batch, frames))
+    return [(lo, min(frames, lo + per)) for lo in range(0, frames, per)]
+
+
+def sample_frame_batch(guider, sampler, sigmas: torch.Tensor, full_noise: torch.Tensor, samples: torch.Tensor,
+                       lo: int, hi: int, seed, callback=None) -> torch.Tensor:
+    """Frames ``lo:hi`` sampled on their own: the one unit of work of every frame-batch sampler (in-process or on a
+    cluster's workers), so that all of them give the same frames for the same batches."""
+    part = frame_subset_guider(guider, lo, hi, samples.shape[0])
+    return part.sample(full_noise[lo:hi], samples[lo:hi], sampler, sigmas, callback=callback, disable_pbar=True,
+                       seed=seed)
+
+
+def assemble_frames(latent: dict, outputs: list[torch.Tensor], node: str) -> dict:
+    """The LATENT of the batches' outputs in frame order, carrying the input latent's DreamPose metadata."""
     result = {k: v for k, v in latent.items() if k not in ("batch_index", "noise_mask")}
     result["samples"] = torch.cat(outputs)
-    warn_if_not_finite(result["samples"], "DreamPose Sampler")
+    warn_if_not_finite(result["samples"], node)
     return result
 
 

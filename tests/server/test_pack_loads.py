@@ -32,6 +32,7 @@ EXPECTED_NODES = {
     "AnimaPose_DreamPoseGuider",
     "AnimaPose_SharedNoise",
     "AnimaPose_DreamPoseSampler",
+    "AnimaPose_DreamPoseSamplerRay",
     "AnimaPose_DreamPoseDecode",
     "AnimaPose_SaveDreamPose",
     "AnimaPose_DreamPoseFinetuneUNet",

@@ -21,7 +21,7 @@ from comfyui_animapose.workshop.server import LEGACY_DIR_NAME, prepare_base_dir
 def test_public_api_only_grows(comfy_server):
     api = public_api(comfy_server.object_info())
     snapshot = json.loads(SNAPSHOT.read_text())
-    assert len(snapshot) == 34 and set(snapshot) <= set(api)
+    assert len(snapshot) == 35 and set(snapshot) <= set(api)
     diff = differences(snapshot, api)
     assert not diff, "\n".join(diff)
 

@@ -131,7 +131,9 @@ def parse_args(argv=None):
     ap.add_argument("--tiny", action="store_true", help="toy sizes and fixtures, 2 steps, 1 round")
     ap.add_argument("--dtypes", nargs="+", choices=["fp16", "bf16"], help="default fp16 bf16 (cpu: bf16)")
     ap.add_argument("--repeats", type=int, help="timed rounds after the warm-up (default 3; tiny 1)")
-    ap.add_argument("--only", choices=["animatediff", "dreampose"], help="run one of the two")
+    ap.add_argument("--only", choices=["animatediff", "dreampose", "scale-out"],
+                    help="run one of the two; 'scale-out': the distributed DreamPose sampler with one and two local "
+                         "Ray workers on this GPU (workshop/bench/scale_out.py at real shapes)")
     ap.add_argument("--peak-tflops", type=float, help="the GPU's dense fp16/bf16 peak, if its name is not known")
     ap.add_argument("--out", type=Path, default=bc.REPO / "artifacts" / "bench_gpu.md")
     args = ap.parse_args(argv)
@@ -148,6 +150,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.only == "scale-out":
+        from . import scale_out
+
+        real = ["--profile", "tiny", "--size", "64x80", "--steps", "2"] if args.tiny else [
+            "--profile", "full", "--size", "512x640", "--steps", "25", "--frames", "8"]
+        return scale_out.main(["--device", args.device, *real, "--out", str(args.out.with_name("bench_scale_out_gpu.md"))])
     bc.setup_logging()
     bc.bootstrap_comfy(cpu=args.device == "cpu")
     import torch
