@@ -23,6 +23,7 @@ import torch
 
 from ..errors import AnimaPoseError
 from . import ray_worker
+from .joint import motion_stages
 from .pipeline import assemble_frames, batch_ranges, prepare_frames
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,13 @@ def sample_frames_on_cluster(guider, sampler, sigmas: torch.Tensor, noise, laten
                              gpus_per_task: float = 0.0) -> dict:
     """``sample_frames`` with every batch a Ray task: same output, frames in order; the progress bar counts frames
     done on all workers, and ComfyUI's Cancel cancels the tasks still running or waiting."""
+    stages = motion_stages(guider)
+    if stages:  # checked before connecting: a cluster would sample every batch as its own clip
+        raise AnimaPoseError(
+            "guider", f"the guider's MODEL carries a motion module ({', '.join(s.name for s in stages)}), and frame "
+            "batches on the cluster would make every batch of frames_per_batch frames a separate clip",
+            "sample it with 'DreamPose Sampler' and frame_mode joint, or give this node a DreamPose MODEL without "
+            "'Apply AnimateDiff Motion Model'")
     ray = connect(address, start_local, local_workers)
     samples, full_noise = prepare_frames(guider, noise, latent)
     frames = samples.shape[0]

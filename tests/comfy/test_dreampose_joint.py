@@ -175,3 +175,17 @@ def test_per_frame_mode_refuses_a_motion_model(setup):
     assert check_frame_mode(dreampose_guider(animated, pos, mid, neg, 3.0, 2.0), "joint") == "joint"
     with pytest.raises(AnimaPoseError, match="frame_mode"):
         check_frame_mode(dreampose_guider(model, pos, mid, neg, 3.0, 2.0), "together")
+
+
+def test_cluster_sampler_refuses_a_motion_model_before_connecting(setup):
+    # frame batches on Ray workers would cut the clip apart just as per_frame does; refused before Ray is touched
+    from comfyui_animapose.animapose.dreampose.distributed import sample_frames_on_cluster
+
+    model, conds, zero, _ = setup
+    pos, mid, neg, _ = conds
+    animated = apply_motion_model(model, zero, beta_schedule=USE_EXISTING).model
+    guider = dreampose_guider(animated, pos, mid, neg, 3.0, 2.0)
+    with pytest.raises(AnimaPoseError, match="guider.*motion module.*frame_mode joint") as e:
+        sample_frames_on_cluster(guider, None, torch.ones(2), None, {"samples": torch.zeros(4, 4, 8, 8)}, 2,
+                                 address="ray://127.0.0.1:1", start_local=False)
+    assert e.value.input_name == "guider"
