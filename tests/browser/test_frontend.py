@@ -16,17 +16,22 @@ import pytest
 
 from comfyui_animapose.workshop.browser.helpers import (
     ARTIFACTS,
+    CLOSE_OVERLAYS,
+    DOM_NODE_RECTS,
     EXTENSION_NAME,
     INFO_WIDGET,
     PACK_MARK,
+    RENDERERS,
     WORKFLOWS_ENV,
     describe_error,
+    dom_overlaps,
     expected_class_types,
     is_api_format,
     native_api_workflow,
     prompt_diff,
     safe_name,
     shrink_api_prompt,
+    visible_lines,
     widget_updates,
     workflow_files,
     workflows_dir,
@@ -133,71 +138,86 @@ def test_pack_js_loads(ui, comfy_server):
 
 
 def warnings_first(text: str) -> str:
-    """The order the info box shows a node's text in (js/animapose.js warningsFirst)."""
+    """The order the nodes send their text in (nodes/common.py warnings_first)."""
     lines = text.split("\n")
     warn = [ln for ln in lines if re.search(r"\bwarning\b", ln, re.I)]
     return "\n".join(warn + [ln for ln in lines if ln not in warn])
 
 
-def test_node_info_box(ui):
-    """The extension's info box, fed through the frontend's own ``executed`` event handler: as tall as its wrapped
-    text (no scrollbar), warnings first, and the node below is moved down instead of covered."""
-    mark = ui.mark()
-    node_type = ui.call("""() => {
-        const ours = Object.keys(LiteGraph.registered_node_types).filter((t) => t.startsWith('AnimaPose_'));
-        return ours.includes('AnimaPose_LoadMotionModel') ? 'AnimaPose_LoadMotionModel' : ours.sort()[0];
-    }""")
-    assert node_type, "no AnimaPose_ node type is registered in the frontend"
-    text = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
-            "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
-            "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)\n"
-            "GroupNorm: per frame (original v2 code); motion LoRAs trained on this module apply\n"
-            "WARNING: the file is 1.2 GB but the release is 1.7 GB: the download looks truncated; download it again")
-    ids = ui.call("""(type) => {
-        app.graph.clear();
-        const a = LiteGraph.createNode(type);
-        a.pos = [100, 100];
-        app.graph.add(a);
-        const b = LiteGraph.createNode(type);
-        b.pos = [100, a.pos[1] + a.size[1] + 60];
-        app.graph.add(b);
-        return [a.id, b.id];
-    }""", node_type)
-    node_id = ids[0]
-    show = """([id, text]) => {
-        app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
-                                                 output: {text: [text]}, prompt_id: 'browser-test'});
-        const n = app.graph.getNodeById(id);
-        const ws = (n.widgets ?? []).filter((w) => w.name === '%s');
-        const el = ws[0]?.element;
-        return {count: ws.length, value: el?.value, readOnly: el?.readOnly, width: n.size[0]};
-    }""" % INFO_WIDGET
-    first = ui.call(show, [node_id, "first"])
-    box = ui.call(show, [node_id, text])
-    assert first["count"] == 1 and first["value"] == "first", first
-    assert box["count"] == 1, f"a second message added another info box: {box}"
-    assert box["readOnly"], box
-    assert box["value"].startswith("WARNING: the file is 1.2 GB"), f"the warning is not first: {box['value']!r}"
-    assert box["value"] == warnings_first(text)
-    assert box["width"] >= 320, box
+INFO_TEXT = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
+             "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
+             "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)\n"
+             "GroupNorm: per frame (original v2 code); motion LoRAs trained on this module apply\n"
+             "WARNING: the file is 1.2 GB but the release is 1.7 GB: the download looks truncated; download it again")
 
-    ui.fit_view(ids, zoom=0.6)
-    ui.page.wait_for_function(
-        """([id, name]) => {
-            const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name).element;
-            return el.isConnected && el.getClientRects().length > 0;
-        }""", arg=[node_id, INFO_WIDGET], timeout=10_000)
-    ui.call("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    prompt = ui.graph_to_prompt()
-    assert INFO_WIDGET not in prompt[str(node_id)]["inputs"], "the info box must not be sent to the backend"
-    path = ui.screenshot(ARTIFACTS / "node_info_box.png")
-    sizes = ui.call("([id, name]) => { const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name)"
-                    ".element; return [el.clientHeight, el.scrollHeight]; }", [node_id, INFO_WIDGET])
-    log.info("info box screenshot: %s (box %d px high, text %d px)", path, *sizes)
-    assert sizes[1] <= sizes[0] + 2, f"the info box scrolls: {sizes[0]} px high, its text {sizes[1]} px"
-    geo = ui.call(GEOMETRY)
-    assert not node_overlaps(geo), node_overlaps(geo)
-    assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
+
+def assert_text_visible(ui, node_id, text: str, where: str) -> None:
+    """What a person sees on the node: every line of ``text`` in the rendered text of one element of the node,
+    nothing of it cut or covered, on screen."""
+    want = visible_lines(text)
+    seen = ui.visible_text(node_id, want[0])
+    assert seen is not None, f"{where}: node {node_id} shows no element whose text starts with {want[0]!r}"
+    assert visible_lines(seen["text"]) == want, (f"{where}: node {node_id} shows {seen['text']!r}, "
+                                                 f"the backend sent {text!r}")
+    assert seen["over"] <= 2, f"{where}: node {node_id}'s text is cut by {seen['over']} px: {seen}"
+    assert not seen["covered"], f"{where}: node {node_id}'s text is covered by {seen['covered']}"
+    assert seen["inView"], f"{where}: node {node_id}'s text is off screen: {seen['rect']}"
+
+
+def assert_no_overlap(ui, where: str) -> None:
+    if ui.renderer() == "vue":
+        rects = ui.call(DOM_NODE_RECTS)
+        assert not dom_overlaps(rects), f"{where}: " + "\n".join(dom_overlaps(rects))
+    else:
+        geo = ui.call(GEOMETRY)
+        assert not node_overlaps(geo), f"{where}: " + "\n".join(node_overlaps(geo))
+
+
+def send_executed(ui, node_id, text: str) -> None:
+    """A node's result as the frontend receives it (ComfyUI sends it again for a node whose result is cached)."""
+    ui.call("""([id, text]) => app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
+               output: {text: [text]}, prompt_id: 'browser-test'})""", [node_id, text])
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_node_info_text(ui, renderer):
+    """A node's text (here fed through the frontend's own ``executed`` handler, as for a cached node) shows in
+    the frontend's progress-text widget in both renderers: every line readable (warnings first, nothing cut or
+    covered), a warning toast, and the node below moved down instead of covered."""
+    mark = ui.mark()
+    ui.set_renderer(renderer)
+    try:
+        ids = ui.call("""() => {
+            app.graph.clear();
+            const a = LiteGraph.createNode('AnimaPose_LoadMotionModel');
+            a.pos = [100, 100];
+            app.graph.add(a);
+            const b = LiteGraph.createNode('AnimaPose_ApplyMotionModel');
+            b.pos = [100, a.pos[1] + a.size[1] + 60];
+            app.graph.add(b);
+            return [a.id, b.id];
+        }""")
+        ui.fit_view(ids, zoom=0.6)
+        send_executed(ui, ids[0], "first")
+        send_executed(ui, ids[0], INFO_TEXT)
+        widgets = ui.call("([id, name]) => (app.graph.getNodeById(id).widgets ?? []).filter((w) => w.name === name)"
+                          ".map((w) => String(w.value))", [ids[0], INFO_WIDGET])
+        assert len(widgets) == 1, f"a second message added another text widget: {widgets}"
+        ui.page.wait_for_timeout(500)  # the node grows and pushes the one below over a few frames
+        ui.fit_view(ids, zoom=0.6)
+        toasts = ui.toasts()
+        assert any("download looks truncated" in t for t in toasts), f"no warning toast: {toasts}"
+        ui.call(CLOSE_OVERLAYS)
+        path = ui.screenshot(ARTIFACTS / f"node_info_text_{renderer}.png")
+        log.info("info text screenshot: %s", path)
+        assert_text_visible(ui, ids[0], warnings_first(INFO_TEXT), renderer)
+        assert visible_lines(ui.visible_text(ids[0], "WARNING")["text"])[0].startswith("WARNING: the file is 1.2 GB")
+        prompt = ui.graph_to_prompt()
+        assert INFO_WIDGET not in prompt[str(ids[0])]["inputs"], "the info text must not be sent to the backend"
+        assert_no_overlap(ui, renderer)
+        assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
+    finally:
+        ui.set_renderer("classic")
 
 
 @pytest.mark.parametrize("fmt", ["api", "ui"])
@@ -290,18 +310,25 @@ def test_workflow(ui, comfy_server, backend_types, path):
     diffs = prompt_diff(posted, shrunk, ignore=SEED_INPUTS + FRONTEND_ONLY)
     assert not diffs, f"{name}: the queued prompt differs from the shrunk one:\n" + "\n".join(diffs)
 
-    # Pack nodes that return text show it in their info box.
+    # Pack nodes that return text show it on the node, readable, in both renderers, and nothing overlaps.
     entry = comfy_server.get(f"/history/{result['prompt_id']}").get(result["prompt_id"], {})
     texts = {nid: "\n".join(out["text"]) for nid, out in entry.get("outputs", {}).items()
              if out.get("text") and shrunk.get(nid, {}).get("class_type", "").startswith("AnimaPose_")}
-    for nid, text in texts.items():
-        shown = ui.call("([id, name]) => app.graph.getNodeById(+id)?.widgets?.find((w) => w.name === name)"
-                        "?.element?.value ?? null", [nid, INFO_WIDGET])
-        assert shown == warnings_first(text), f"{name}: node {nid} info box shows {shown!r}, the backend sent {text!r}"
-    if fmt == "ui":
-        # filled info boxes and loaded previews move nodes down rather than over each other
-        geo = ui.call(GEOMETRY)
-        assert not node_overlaps(geo), f"{name} after the run: " + "\n".join(node_overlaps(geo))
+    ui.call(CLOSE_OVERLAYS)
+    for renderer in ("classic", "vue"):
+        ui.set_renderer(renderer)
+        try:
+            ui.page.wait_for_timeout(300)
+            for nid, text in texts.items():
+                ui.fit_view([int(nid)], zoom=0.5)
+                assert_text_visible(ui, nid, text, f"{name} ({renderer})")
+            if fmt == "ui":
+                ui.fit_view()
+                ui.page.wait_for_timeout(300)
+                ui.screenshot(ARTIFACTS / f"workflow_{safe_name(path.stem)}_{renderer}.png")
+                assert_no_overlap(ui, f"{name} after the run ({renderer})")
+        finally:
+            ui.set_renderer("classic")
     outputs = comfy_server.output_files(entry)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
 
