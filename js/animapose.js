@@ -96,8 +96,16 @@ function textOverflow(node) {
   const want = norm(String(w.value ?? ""));
   for (const el of document.querySelectorAll(".dom-widget")) {
     if (norm(el.innerText) !== want) continue;
+    // the innermost element holding the whole text, and how far it runs past any ancestor that clips or scrolls
+    let text = el;
+    for (const e of el.querySelectorAll("*")) if (norm(e.innerText) === want) text = e;
+    const bottom = text.getBoundingClientRect().bottom;
     let over = 0;
-    for (const e of [el, ...el.querySelectorAll("*")]) over = Math.max(over, e.scrollHeight - e.clientHeight);
+    for (let e = text; e; e = e.parentElement) {
+      over = Math.max(over, e.scrollHeight - e.clientHeight);
+      if (e !== text && getComputedStyle(e).overflowY !== "visible") over = Math.max(over, bottom - e.getBoundingClientRect().bottom);
+      if (e === el) break;
+    }
     return { widget: w, el, over };
   }
   return null;
@@ -112,7 +120,7 @@ async function makeRoom(node) {
       await frames();
       const found = textOverflow(node);
       if (!found || found.over <= 1) break;
-      const h = found.el.clientHeight + found.over + 4;
+      const h = found.el.clientHeight + found.over + 6;
       found.widget.options.getMinHeight = () => h;
       const height = node.computeSize([node.size[0], node.size[1]])[1];
       node.setSize?.([node.size[0], height]);
@@ -145,8 +153,11 @@ const rectOf = (n) => {
   const el = vueNodes() ? document.querySelector(`[data-node-id="${n.id}"]`) : null;
   const scale = app.canvas?.ds?.scale || 1;
   if (el) {
+    // the element's bottom in graph units (the canvas draws graph point p at (p + offset) * scale)
     const r = el.getBoundingClientRect();
-    return [n.pos[0], n.pos[1] - th, Math.max(n.size[0], r.width / scale), Math.max(n.size[1] + th, r.height / scale)];
+    const c = app.canvas.canvas.getBoundingClientRect();
+    const bottom = (r.bottom - c.top) / scale - (app.canvas.ds.offset?.[1] ?? 0);
+    return [n.pos[0], n.pos[1] - th, Math.max(n.size[0], r.width / scale), Math.max(n.size[1] + th, bottom - (n.pos[1] - th))];
   }
   return [n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th];
 };

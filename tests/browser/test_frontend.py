@@ -7,26 +7,33 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import urllib.parse
-from collections import Counter
 
 import pytest
 
+from comfyui_animapose.workshop.browser.checks import (
+    INFO_TEXT,
+    api_twin,
+    assert_loaded_cleanly,
+    assert_no_overlap,
+    assert_text_visible,
+    pose_zip,
+    send_executed,
+    toast_shown,
+    upload_with_button,
+    warnings_first,
+)
 from comfyui_animapose.workshop.browser.helpers import (
     ARTIFACTS,
     CLOSE_OVERLAYS,
-    DOM_NODE_RECTS,
     EXTENSION_NAME,
+    FRONTEND_ONLY,
     INFO_WIDGET,
     PACK_MARK,
     RENDERERS,
     WORKFLOWS_ENV,
     describe_error,
-    dom_overlaps,
-    expected_class_types,
-    is_api_format,
     native_api_workflow,
     prompt_diff,
     safe_name,
@@ -36,16 +43,12 @@ from comfyui_animapose.workshop.browser.helpers import (
     workflow_files,
     workflows_dir,
 )
-from comfyui_animapose.workshop.browser.layout import GEOMETRY, node_overlaps
 from comfyui_animapose.workshop.models import CHECKPOINT_NAME
 
 log = logging.getLogger(__name__)
 
 RUN_TIMEOUT = 600
 SEED_INPUTS = ("seed", "noise_seed")
-# Widgets the frontend adds for display and sends along (the backend ignores them): LoadVideo's preview.
-# widgets the frontend adds that are not backend inputs: LoadVideo's preview, the pose loader's upload button
-FRONTEND_ONLY = ("video-preview", "upload pose archive (.zip)")
 # Toasts the frontend raises when a UI workflow does not validate or had to be repaired on load.
 VALIDATION_TOASTS = ("Invalid workflow", "Workflow Validation", "Links Fixed")
 
@@ -67,40 +70,12 @@ WATCH_PROGRESS_PANEL = """() => {
 LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
 
 
-def api_twin(path):
-    """workflows/api/<stem>.json of a template workflows/<title>.json, if the template is a shipped one."""
-    from comfyui_animapose.workshop.workflows import API_WORKFLOWS, TEMPLATE_TITLES
-
-    stems = {title: stem for stem, title in TEMPLATE_TITLES.items()}
-    twin = API_WORKFLOWS / f"{stems.get(path.stem, path.stem)}.json"
-    return twin if twin.is_file() and twin != path else None
-
-
 def _workflow_params():
     root = workflows_dir()
     files = workflow_files()
     if not files:
         return [pytest.param(None, id="no-workflows")]
     return [pytest.param(f, id=f.relative_to(root).as_posix()) for f in files]
-
-
-# -- shared checks ----------------------------------------------------------------------------------------------
-
-def assert_loaded_cleanly(ui, data: dict, name: str, backend_types: set[str]) -> dict:
-    """No missing node types on the canvas, and ``app.graphToPrompt()`` gives the file's node class types.
-    Returns that prompt."""
-    missing = ui.missing_node_types()
-    assert not missing, f"{name}: node types missing in the frontend: {missing}"
-    prompt = ui.graph_to_prompt()
-    got = Counter(n["class_type"] for n in prompt.values())
-    want = expected_class_types(data, backend_types)
-    assert got == want, (f"{name}: graphToPrompt gave node types {dict(sorted(got.items()))}, the file has "
-                         f"{dict(sorted(want.items()))}")
-    if is_api_format(data):
-        # loadApiJson keeps the ids and writes every literal input into its widget: the round trip is exact.
-        diffs = prompt_diff(prompt, data, ignore=FRONTEND_ONLY)
-        assert not diffs, f"{name}: the frontend changed the API prompt on load:\n" + "\n".join(diffs)
-    return prompt
 
 
 def validation_toasts(ui) -> list[str]:
@@ -137,50 +112,8 @@ def test_pack_js_loads(ui, comfy_server):
              [e.splitlines()[0][:160] for e in baseline])
 
 
-def warnings_first(text: str) -> str:
-    """The order the nodes send their text in (nodes/common.py warnings_first)."""
-    lines = text.split("\n")
-    warn = [ln for ln in lines if re.search(r"\bwarning\b", ln, re.I)]
-    return "\n".join(warn + [ln for ln in lines if ln not in warn])
-
-
-INFO_TEXT = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
-             "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
-             "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)\n"
-             "GroupNorm: per frame (original v2 code); motion LoRAs trained on this module apply\n"
-             "WARNING: the file is 1.2 GB but the release is 1.7 GB: the download looks truncated; download it again")
-
-
-def assert_text_visible(ui, node_id, text: str, where: str) -> None:
-    """What a person sees on the node: every line of ``text`` in the rendered text of one element of the node,
-    nothing of it cut or covered, on screen."""
-    want = visible_lines(text)
-    seen = ui.visible_text(node_id, want[0])
-    assert seen is not None, f"{where}: node {node_id} shows no element whose text starts with {want[0]!r}"
-    assert visible_lines(seen["text"]) == want, (f"{where}: node {node_id} shows {seen['text']!r}, "
-                                                 f"the backend sent {text!r}")
-    assert seen["over"] <= 2, f"{where}: node {node_id}'s text is cut by {seen['over']} px: {seen}"
-    assert not seen["covered"], f"{where}: node {node_id}'s text is covered by {seen['covered']}"
-    assert seen["inView"], f"{where}: node {node_id}'s text is off screen: {seen['rect']}"
-
-
-def assert_no_overlap(ui, where: str) -> None:
-    if ui.renderer() == "vue":
-        rects = ui.call(DOM_NODE_RECTS)
-        assert not dom_overlaps(rects), f"{where}: " + "\n".join(dom_overlaps(rects))
-    else:
-        geo = ui.call(GEOMETRY)
-        assert not node_overlaps(geo), f"{where}: " + "\n".join(node_overlaps(geo))
-
-
-def send_executed(ui, node_id, text: str) -> None:
-    """A node's result as the frontend receives it (ComfyUI sends it again for a node whose result is cached)."""
-    ui.call("""([id, text]) => app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
-               output: {text: [text]}, prompt_id: 'browser-test'})""", [node_id, text])
-
-
 @pytest.mark.parametrize("renderer", RENDERERS)
-def test_node_info_text(ui, renderer):
+def test_node_info_text(ui, comfy_server, renderer):
     """A node's text (here fed through the frontend's own ``executed`` handler, as for a cached node) shows in
     the frontend's progress-text widget in both renderers: every line readable (warnings first, nothing cut or
     covered), a warning toast, and the node below moved down instead of covered."""
@@ -195,7 +128,10 @@ def test_node_info_text(ui, renderer):
             const b = LiteGraph.createNode('AnimaPose_ApplyMotionModel');
             b.pos = [100, a.pos[1] + a.size[1] + 60];
             app.graph.add(b);
-            return [a.id, b.id];
+            const c = LiteGraph.createNode('AnimaPose_LoadDensePoseUV');
+            c.pos = [700, 100];
+            app.graph.add(c);
+            return [a.id, b.id, c.id];
         }""")
         ui.fit_view(ids, zoom=0.6)
         send_executed(ui, ids[0], "first")
@@ -205,8 +141,7 @@ def test_node_info_text(ui, renderer):
         assert len(widgets) == 1, f"a second message added another text widget: {widgets}"
         ui.page.wait_for_timeout(500)  # the node grows and pushes the one below over a few frames
         ui.fit_view(ids, zoom=0.6)
-        toasts = ui.toasts()
-        assert any("download looks truncated" in t for t in toasts), f"no warning toast: {toasts}"
+        assert toast_shown(ui, "download looks truncated"), "no warning toast on screen"
         ui.call(CLOSE_OVERLAYS)
         path = ui.screenshot(ARTIFACTS / f"node_info_text_{renderer}.png")
         log.info("info text screenshot: %s", path)
@@ -215,6 +150,19 @@ def test_node_info_text(ui, renderer):
         prompt = ui.graph_to_prompt()
         assert INFO_WIDGET not in prompt[str(ids[0])]["inputs"], "the info text must not be sent to the backend"
         assert_no_overlap(ui, renderer)
+
+        # the pose loader's upload button, pressed the way each renderer lets a person press it
+        name = f"poses_button_{renderer}_{int(time.time())}.zip"
+        assert upload_with_button(ui, ids[2], name, pose_zip()) == name
+        assert (comfy_server.base / "input" / name).is_file()
+
+        if renderer == "classic":
+            # the visibility check sees a cut text: the text's box clipped to two lines
+            ui.call("(text) => { for (const el of document.querySelectorAll('.dom-widget')) if"
+                    " (el.innerText.includes(text)) { el.style.height = '30px'; el.style.overflow = 'hidden'; } }",
+                    "download looks truncated")
+            with pytest.raises(AssertionError, match="cut by"):
+                assert_text_visible(ui, ids[0], warnings_first(INFO_TEXT), "shrunk node")
         assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
     finally:
         ui.set_renderer("classic")

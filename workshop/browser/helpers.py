@@ -7,6 +7,7 @@ timer (``Frontend.call``), because ``page.evaluate`` itself has no timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -33,6 +35,9 @@ INFO_WIDGET = "$$node-text-preview"
 # $AP_HOME/frontend-<version> (tests/unit/test_frontend_pin.py keeps both equal), and the browser tier's smoke set
 # (tests/browser/test_newest_frontend.py) runs on it through ComfyUI's --front-end-root.
 NEWEST_FRONTEND = "1.58.1"
+# Widgets the frontend adds that are not backend inputs (it sends them along; the backend ignores them): LoadVideo's
+# preview, the pose loader's upload button.
+FRONTEND_ONLY = ("video-preview", "upload pose archive (.zip)")
 VUE_SETTING = "Comfy.VueNodes.Enabled"  # "Nodes 2.0", the Vue renderer (in 1.32.9 as a beta)
 RENDERERS = ("classic", "vue")
 
@@ -93,10 +98,14 @@ VISIBLE_TEXT = """([id, first]) => {
   if (!best) return null;
   let over = 0;
   const rect = best.getBoundingClientRect();
-  for (let e = best; e; e = e.parentElement) {
-    over = Math.max(over, e.scrollHeight - e.clientHeight);
-    const cs = getComputedStyle(e);
-    if (e !== best && cs.overflowY !== 'visible') over = Math.max(over, rect.bottom - e.getBoundingClientRect().bottom);
+  // cut: the text runs past the bottom of an ancestor that clips or scrolls it (the node's element included)
+  over = Math.max(0, best.scrollHeight - best.clientHeight);
+  const where = [];
+  for (let e = best.parentElement; e; e = e.parentElement) {
+    if (getComputedStyle(e).overflowY !== 'visible') {
+      const cut = rect.bottom - e.getBoundingClientRect().bottom;
+      if (cut > over) { over = cut; where.push(`${e.tagName}.${e.className}`.slice(0, 80)); }
+    }
     if (e === root) break;
   }
   const covered = [];
@@ -106,7 +115,7 @@ VISIBLE_TEXT = """([id, first]) => {
   }
   const inView = rect.width > 0 && rect.height > 0 && rect.top >= 0 && rect.left >= 0
     && rect.bottom <= innerHeight && rect.right <= innerWidth;
-  return {text: best.innerText, over: Math.round(over), covered, inView, vue,
+  return {text: best.innerText, over: Math.round(over), cutBy: where, covered, inView, vue,
           rect: [rect.left, rect.top, rect.width, rect.height]};
 }""" % VUE_SETTING
 
@@ -474,6 +483,41 @@ class Frontend:
         event = self.call("([pid, kinds]) => window.__ap.events.find((e) => e.detail?.prompt_id === pid && "
                           "kinds.includes(e.type))", [pid, list(FINISHED)], timeout=10)
         return {"prompt": posted, "prompt_id": pid, "event": event, "seconds": time.monotonic() - t0}
+
+
+@contextlib.contextmanager
+def open_frontend(browser, url: str):
+    """A page on the frontend a ComfyUI server at ``url`` serves, in its own browser context that reaches nothing
+    but that server (the frontend asks api.comfy.org and others, which would only time out offline)."""
+    local = urlsplit(url).netloc  # 127.0.0.1:<port>
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(60_000)
+    context.set_default_navigation_timeout(90_000)
+    blocked: list[str] = []
+
+    def only_local(route):
+        if urlsplit(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    context.add_init_script(INIT_SCRIPT)
+    page = context.new_page()
+    fe = Frontend(page, url)
+    fe.attach()
+    page.on("request", lambda r: record_prompt_post(fe, r))
+    try:
+        seconds = fe.open()
+        log.info("frontend ready in %.1f s", seconds)
+        for e in fe.errors():
+            log.info("baseline page error (not the pack's): %s", e.splitlines()[0][:300])
+        yield fe
+    finally:
+        if blocked:
+            log.info("aborted %d non-local requests, e.g. %s", len(blocked), sorted(set(blocked))[:5])
+        context.close()
 
 
 def record_prompt_post(frontend: Frontend, request) -> None:
