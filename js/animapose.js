@@ -25,6 +25,23 @@ const WARNING = /\bwarning\b/i;
 if (!app.extensions?.some((e) => e.name === EXTENSION)) {
   app.registerExtension({
     name: EXTENSION,
+    setup() {
+      // switching renderers changes every node's size: make room again for the texts shown
+      app.ui?.settings?.addEventListener?.("Comfy.VueNodes.Enabled.change", async () => {
+        // the other renderer mounts and sizes the nodes over several frames
+        await new Promise((r) => setTimeout(r, 400));
+        await frames(4);
+        const graph = app.graph;
+        const shown = (graph?.nodes ?? graph?._nodes ?? [])
+          .filter((n) => n.widgets?.some((w) => w.name === INFO_WIDGET && w.value))
+          .sort((a, b) => a.pos[1] - b.pos[1]);
+        // twice: a text's box reaches its final height a few frames after the first pass moved nodes
+        for (let pass = 0; pass < 2; pass++) {
+          for (const n of shown) await makeRoom(n);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      });
+    },
     async beforeRegisterNodeDef(nodeType, nodeData) {
       if (!nodeData?.name?.startsWith("AnimaPose_")) return;
       const onExecuted = nodeType.prototype.onExecuted;
@@ -87,28 +104,43 @@ function showInfo(node, raw) {
   makeRoom(node);
 }
 
-// How far the text preview of a node is cut on the classic canvas: the frontend's DOM widget overlay holds one
-// element per DOM widget (found by the text it shows), and its text sits in an element of fixed height.
-function textOverflow(node) {
+// The height (in graph units) the text preview of a node needs on the classic canvas: the frontend's DOM widget
+// overlay holds one element per DOM widget (found by the text it shows), scaled with the canvas; the innermost
+// element holding the whole text has its full height even where an ancestor cuts it.
+function textNeed(node) {
   const w = node.widgets?.find((x) => x.name === INFO_WIDGET);
   if (!w) return null;
-  const norm = (t) => t.replace(/\s+/g, " ").trim();
+  const norm = (t) => (t ?? "").replace(/\s+/g, " ").trim();
   const want = norm(String(w.value ?? ""));
   for (const el of document.querySelectorAll(".dom-widget")) {
     if (norm(el.innerText) !== want) continue;
-    // the innermost element holding the whole text, and how far it runs past any ancestor that clips or scrolls
     let text = el;
     for (const e of el.querySelectorAll("*")) if (norm(e.innerText) === want) text = e;
-    const bottom = text.getBoundingClientRect().bottom;
-    let over = 0;
-    for (let e = text; e; e = e.parentElement) {
-      over = Math.max(over, e.scrollHeight - e.clientHeight);
-      if (e !== text && getComputedStyle(e).overflowY !== "visible") over = Math.max(over, bottom - e.getBoundingClientRect().bottom);
-      if (e === el) break;
-    }
-    return { widget: w, el, over };
+    uncap(text, el);
+    const box = el.getBoundingClientRect();
+    const ratio = box.height / (el.offsetHeight || box.height) || 1;
+    return { widget: w, have: el.offsetHeight, need: Math.ceil((text.getBoundingClientRect().bottom - box.top) / ratio) + 6 };
   }
   return null;
+}
+
+// The frontend's text preview scrolls past a fixed height (200 px in 1.32.9), where a long summary's last lines
+// hide behind a scrollbar: the pack's own text shows whole instead.
+function uncap(text, root) {
+  for (let e = text; e && e !== root.parentElement; e = e.parentElement) {
+    if (getComputedStyle(e).maxHeight !== "none") e.style.maxHeight = "none";
+  }
+}
+
+function uncapVue(node) {
+  const w = node.widgets?.find((x) => x.name === INFO_WIDGET);
+  const root = document.querySelector(`[data-node-id="${node.id}"]`);
+  if (!w || !root) return;
+  const norm = (t) => (t ?? "").replace(/\s+/g, " ").trim();
+  const want = norm(String(w.value ?? ""));
+  let text = null;
+  for (const e of root.querySelectorAll("*")) if (norm(e.innerText) === want) text = e;
+  if (text) uncap(text, root);
 }
 
 async function makeRoom(node) {
@@ -116,17 +148,18 @@ async function makeRoom(node) {
   const graph = node.graph ?? app.graph;
   if (!vueNodes()) {
     widen(node, graph);
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       await frames();
-      const found = textOverflow(node);
-      if (!found || found.over <= 1) break;
-      const h = found.el.clientHeight + found.over + 6;
-      found.widget.options.getMinHeight = () => h;
-      const height = node.computeSize([node.size[0], node.size[1]])[1];
+      const found = textNeed(node);
+      if (!found || found.need <= found.have + 1) break;
+      found.widget.options.getMinHeight = () => found.need;
+      // other DOM widgets (a prompt's text box) share the node's free height: grow by what is missing
+      const height = Math.max(node.computeSize([node.size[0], node.size[1]])[1], node.size[1] + found.need - found.have);
       node.setSize?.([node.size[0], height]);
       node.setDirtyCanvas?.(true, true);
     }
   } else {
+    uncapVue(node);
     await frames();  // Nodes 2.0 sizes the node from its DOM; node.size follows it
   }
   if (graph) pushDown(graph, node);
@@ -153,11 +186,11 @@ const rectOf = (n) => {
   const el = vueNodes() ? document.querySelector(`[data-node-id="${n.id}"]`) : null;
   const scale = app.canvas?.ds?.scale || 1;
   if (el) {
-    // the element's bottom in graph units (the canvas draws graph point p at (p + offset) * scale)
+    // the element's box in graph units (the canvas draws graph point p at (p + offset) * scale)
     const r = el.getBoundingClientRect();
     const c = app.canvas.canvas.getBoundingClientRect();
-    const bottom = (r.bottom - c.top) / scale - (app.canvas.ds.offset?.[1] ?? 0);
-    return [n.pos[0], n.pos[1] - th, Math.max(n.size[0], r.width / scale), Math.max(n.size[1] + th, bottom - (n.pos[1] - th))];
+    const [ox, oy] = app.canvas.ds.offset ?? [0, 0];
+    return [(r.left - c.left) / scale - ox, (r.top - c.top) / scale - oy, r.width / scale, r.height / scale];
   }
   return [n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th];
 };
@@ -172,20 +205,22 @@ function pushDown(graph, grown) {
   const nodes = [...(graph.nodes ?? graph._nodes ?? [])];
   const groups = [...(graph.groups ?? graph._groups ?? [])];
   const groupRect = (g) => [g.pos[0], g.pos[1], g.size[0], g.size[1]];
+  // measured once: a moved Nodes 2.0 element reaches its new place only at the next frame
+  const rect = new Map(nodes.map((n) => [n, rectOf(n)]));
+  const grownRect = rect.get(grown) ?? rectOf(grown);
   // groups that hold the grown node stretch with it
   for (const g of groups) {
     const r = groupRect(g);
-    if (inside([grown.pos[0], grown.pos[1] - (LiteGraph.NODE_TITLE_HEIGHT ?? 30), grown.size[0], 1], r)) {
-      const g2 = rectOf(grown);
-      const need = g2[1] + g2[3] + GAP / 2 - (r[1] + r[3]);
+    if (inside([grownRect[0], grownRect[1], grownRect[2], 1], r)) {
+      const need = grownRect[1] + grownRect[3] + GAP / 2 - (r[1] + r[3]);
       if (need > 0) g.size = [g.size[0], g.size[1] + need];
     }
   }
-  const placed = [rectOf(grown)];
-  const below = nodes.filter((n) => n !== grown && n.pos[1] > grown.pos[1])
-    .sort((a, b) => a.pos[1] - b.pos[1]);
+  const placed = [grownRect];
+  const below = nodes.filter((n) => n !== grown && rect.get(n)[1] > grownRect[1])
+    .sort((a, b) => rect.get(a)[1] - rect.get(b)[1]);
   for (const n of below) {
-    const r = rectOf(n);
+    const r = rect.get(n);
     let need = 0;
     for (const p of placed) {
       if (overlaps([r[0], r[1] - GAP, r[2], r[3] + GAP], p)) need = Math.max(need, p[1] + p[3] + GAP - r[1]);
@@ -194,16 +229,17 @@ function pushDown(graph, grown) {
       for (const g of groups) {
         const gr = groupRect(g);
         // a group that holds the moved node (and not the grown one) stretches to keep holding it
-        if (inside(r, gr) && !inside(rectOf(grown), gr)) g.size = [g.size[0], g.size[1] + need];
+        if (inside(r, gr) && !inside(grownRect, gr)) g.size = [g.size[0], g.size[1] + need];
       }
       n.pos = [n.pos[0], n.pos[1] + need];
+      rect.set(n, [r[0], r[1] + need, r[2], r[3]]);
     }
-    placed.push(rectOf(n));
+    placed.push(rect.get(n));
   }
   for (const g of groups) {
     const gr = groupRect(g);
-    const holds = nodes.filter((n) => inside(rectOf(n), [gr[0], gr[1], gr[2], gr[3] + 10000]));
-    const bottom = Math.max(...holds.map((n) => { const r = rectOf(n); return r[1] + r[3]; }), -Infinity);
+    const holds = nodes.filter((n) => inside(rect.get(n), [gr[0], gr[1], gr[2], gr[3] + 10000]));
+    const bottom = Math.max(...holds.map((n) => rect.get(n)[1] + rect.get(n)[3]), -Infinity);
     if (holds.length && bottom + GAP / 2 > gr[1] + gr[3] && holds.includes(grown)) {
       g.size = [g.size[0], bottom + GAP / 2 - gr[1]];
     }
@@ -259,4 +295,4 @@ export async function uploadPoseArchive(node, file) {
   return name;
 }
 
-if (typeof window !== "undefined") window.__animapose = { uploadPoseArchive, warningsFirst, forDisplay, titleWidth };
+if (typeof window !== "undefined") window.__animapose = { uploadPoseArchive, warningsFirst, forDisplay, titleWidth, textNeed, makeRoom };

@@ -266,7 +266,7 @@ def test_workflow(ui, comfy_server, backend_types, path):
     for renderer in ("classic", "vue"):
         ui.set_renderer(renderer)
         try:
-            ui.page.wait_for_timeout(300)
+            ui.page.wait_for_timeout(1200)  # the pack's JS makes room again after the switch
             for nid, text in texts.items():
                 ui.fit_view([int(nid)], zoom=0.5)
                 assert_text_visible(ui, nid, text, f"{name} ({renderer})")

@@ -28,7 +28,7 @@ UPLOAD_BUTTON = "upload pose archive (.zip)"
 
 def api_twin(path):
     """workflows/api/<stem>.json of a template workflows/<title>.json, if the template is a shipped one."""
-    from comfyui_animapose.workshop.workflows import API_WORKFLOWS, TEMPLATE_TITLES
+    from ..workflows import API_WORKFLOWS, TEMPLATE_TITLES
 
     stems = {title: stem for stem, title in TEMPLATE_TITLES.items()}
     twin = API_WORKFLOWS / f"{stems.get(path.stem, path.stem)}.json"
@@ -74,7 +74,12 @@ def assert_text_visible(ui, node_id, text: str, where: str) -> None:
     assert seen is not None, f"{where}: node {node_id} shows no element whose text starts with {want[0]!r}"
     assert visible_lines(seen["text"]) == want, (f"{where}: node {node_id} shows {seen['text']!r}, "
                                                  f"the backend sent {text!r}")
-    assert seen["over"] <= 2, f"{where}: node {node_id}'s text is cut by {seen['over']} px: {seen}"
+    if seen["over"] > 2:
+        dbg = ui.call("(id) => { const n = app.graph.getNodeById(+id); const r = window.__animapose?.textNeed?.(n);"
+                      " return {need: r?.need, have: r?.have, min: r?.widget?.options?.getMinHeight?.(), size: n.size,"
+                      " dw: [...document.querySelectorAll('.dom-widget')].map((e) => e.innerText.slice(0, 30))}; }",
+                      str(node_id))
+        raise AssertionError(f"{where}: node {node_id}'s text is cut by {seen['over']} px: {seen} {dbg}")
     assert not seen["covered"], f"{where}: node {node_id}'s text is covered by {seen['covered']}"
     assert seen["inView"], f"{where}: node {node_id}'s text is off screen: {seen['rect']}"
 
