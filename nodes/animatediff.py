@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import os
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import NORM_CHOICES, WEIGHT_DTYPE_NAMES
 from ..animapose.motion.sampling import schedules
 from .animatediff_controls import KeyframesType, MultivalType
-from .common import MOTION_CATEGORY, MOTION_LORA_FOLDER, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors
+from .common import (
+    MOTION_CATEGORY,
+    MOTION_LORA_FOLDER,
+    MOTION_MODELS_FOLDER,
+    PREFIX,
+    PackNode,
+    full_path,
+    node_errors,
+    node_info,
+)
 
 MotionModelType = io.Custom("ANIMAPOSE_MOTION_MODEL")
 
@@ -61,7 +70,7 @@ class LoadMotionModel(PackNode):
         label = label_file("motion_modules", path, model_name)
         if label:
             text += "\n" + label
-        return io.NodeOutput(motion, ui=ui.PreviewText(text))
+        return io.NodeOutput(motion, ui=node_info(cls.DISPLAY, text))
 
 
 def _adapter_config(path: str) -> dict | None:
@@ -171,7 +180,7 @@ class ApplyMotionModel(PackNode):
             applied = apply_motion_model(
                 model, motion_model, motion_scale if effect_multival is None else effect_multival, beta_schedule,
                 groupnorm, scale if scale_multival is None else scale_multival, start_percent, end_percent, keyframes)
-        return io.NodeOutput(applied.model, ui=ui.PreviewText(applied.summary))
+        return io.NodeOutput(applied.model, ui=node_info(cls.DISPLAY, applied.summary))
 
 
 class ContextWindows(PackNode):

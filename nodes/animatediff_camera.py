@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import MAX_FRAMES
 from ..animapose.motion.addons.camera_trajectories import TRAJECTORY_NODE
-from .common import MOTION_CATEGORY, MOTION_MODELS_FOLDER, PREFIX, PackNode, full_path, node_errors, queue_check
+from .common import (
+    MOTION_CATEGORY,
+    MOTION_MODELS_FOLDER,
+    PREFIX,
+    PackNode,
+    full_path,
+    node_errors,
+    node_info,
+    queue_check,
+)
 
 CameraCtrlType = io.Custom("ANIMAPOSE_CAMERACTRL")
 CameraTrajectoryType = io.Custom("ANIMAPOSE_CAMERA_TRAJECTORY")
@@ -60,7 +69,7 @@ class LoadCameraCtrl(PackNode):
         label = label_file("motion_modules", path, cameractrl_name)
         if label:
             text += "\n" + label
-        return io.NodeOutput(ctrl, ui=ui.PreviewText(text))
+        return io.NodeOutput(ctrl, ui=node_info(cls.DISPLAY, text))
 
 
 class CameraTrajectory(PackNode):
@@ -129,7 +138,7 @@ class CameraTrajectory(PackNode):
 
                 trajectory = load_pose_file(folder_paths.get_input_directory(), pose_file, pose_width or POSE_WIDTH,
                                             pose_height or POSE_HEIGHT)
-        return io.NodeOutput(trajectory, ui=ui.PreviewText(trajectory.describe()))
+        return io.NodeOutput(trajectory, ui=node_info(cls.DISPLAY, trajectory.describe()))
 
 
 def _read_pose_file(name):

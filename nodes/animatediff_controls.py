@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.motion import MAX_FRAMES
 from ..animapose.motion.controls.multival import MULTIVAL_NODE, VALUE_MAX, VALUE_MIN
 from ..animapose.motion.controls.prompt_travel import NODE as PROMPT_TRAVEL_NODE
-from .common import MOTION_CATEGORY, PREFIX, PackNode, node_errors, queue_check
+from .common import MOTION_CATEGORY, PREFIX, PackNode, node_errors, node_info, queue_check
 
 MultivalType = io.Custom("ANIMAPOSE_MULTIVAL")
 KeyframesType = io.Custom("ANIMAPOSE_MOTION_KEYFRAMES")
@@ -69,7 +69,7 @@ class PromptTravel(PackNode):
             schedule = parse_schedule(text, frames)
             cond = encode_schedule(clip, schedule, frames, interpolation)
         shown = "\n".join(f"{f}: {p}" for f, p in schedule)
-        return io.NodeOutput(cond, ui=ui.PreviewText(f"{len(schedule)} keyframe(s) over {frames} frames\n{shown}"))
+        return io.NodeOutput(cond, ui=node_info(cls.DISPLAY, f"{len(schedule)} keyframe(s) over {frames} frames\n{shown}"))
 
 
 class MotionMultival(PackNode):
@@ -112,7 +112,7 @@ class MotionMultival(PackNode):
         with node_errors(cls.DISPLAY):
             frame_list, points = parse_per_frame(per_frame)
         mv = Multival(value, frame_list, points, None if mask is None else mask.detach().float().cpu())
-        return io.NodeOutput(mv, ui=ui.PreviewText(mv.describe()))
+        return io.NodeOutput(mv, ui=node_info(cls.DISPLAY, mv.describe()))
 
 
 class MotionKeyframe(PackNode):

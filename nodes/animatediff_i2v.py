@@ -3,13 +3,13 @@ CONTROL_NET)."""
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.known_models import label_file
 from ..animapose.motion import MAX_FRAMES
 from ..animapose.motion.addons.pia_affinity import PIA_NODE
 from ..animapose.motion.addons.sparsectrl_keyframes import KEYFRAMES_NODE
-from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors, queue_check
+from .common import MOTION_CATEGORY, PREFIX, PackNode, full_path, node_errors, node_info, queue_check
 
 CONTROLNET_FOLDER = "controlnet"  # ComfyUI's own; Advanced-ControlNet users keep SparseCtrl files there too
 
@@ -171,7 +171,7 @@ class LoadSparseCtrl(PackNode):
         label = label_file("motion_modules", path, sparsectrl_name)
         if label:
             text += "\n" + label
-        return io.NodeOutput(control, ui=ui.PreviewText(text))
+        return io.NodeOutput(control, ui=node_info(cls.DISPLAY, text))
 
 
 class SparseCtrlKeyframes(PackNode):

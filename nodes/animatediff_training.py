@@ -7,7 +7,7 @@ model the apply node takes as it is (optionally also saved to the model folder t
 
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.errors import AnimaPoseError
 from ..animapose.training.motion import DEFAULTS, MODES, PRECISIONS
@@ -20,6 +20,7 @@ from .common import (
     PackNode,
     checked_output_name,
     node_errors,
+    node_info,
     queue_check,
 )
 from .dreampose_finetune import LossMapType, TrainingReporter
@@ -162,7 +163,7 @@ class TrainMotionModule(PackNode):
             if stem:
                 path = _save(mt, result, mode, stem)
                 text += f"\nsaved {path}"
-        return io.NodeOutput(out, {"loss": result.losses}, ui=ui.PreviewText(text))
+        return io.NodeOutput(out, {"loss": result.losses}, ui=node_info(cls.DISPLAY, text))
 
 
 def _folder(mode) -> str | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import os
+import re
+import sys
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..animapose.errors import AnimaPoseError
 
@@ -25,6 +28,43 @@ DENSEPOSE_FOLDER = "densepose"
 # AUX_ANNOTATOR_CKPTS_PATH when set); listing that folder too means nothing is downloaded twice.
 CONTROLNET_AUX_DENSEPOSE = os.path.join("LayerNorm", "DensePose-TorchScript-with-hint-image")
 DENSEPOSE_EXTENSIONS = {".torchscript", ".pt", ".pth", ".ts"}
+
+
+log = logging.getLogger(__name__)
+WARNING_LINE = re.compile(r"\bwarning\b", re.I)
+
+
+def warnings_first(text: str) -> str:
+    """Warning lines first (in their order), then the rest: a truncated-download warning is the first thing read."""
+    lines = text.split("\n")
+    warn = [ln for ln in lines if WARNING_LINE.search(ln)]
+    return "\n".join(warn + [ln for ln in lines if not WARNING_LINE.search(ln)])
+
+
+def node_info(display_name: str, text: str) -> ui.PreviewText:
+    """What a node detected or applied, for the user: the UI text output (the pack's JS shows it on the node again
+    when the node's result comes from the cache), the same text as the node's progress text (which both of the
+    frontend's renderers draw on the node themselves, with or without the pack's JS), and each warning line in the
+    log under the node's display name, where a user looks when a run ends."""
+    text = warnings_first(text)
+    for line in text.split("\n"):
+        if WARNING_LINE.search(line):
+            log.warning("%s: %s", display_name, line)
+    # Nodes 2.0 draws progress text as Markdown, which joins lines unless they end in two spaces
+    _progress_text(text.replace("\n", "  \n"))
+    return ui.PreviewText(text)
+
+
+def _progress_text(text: str) -> None:
+    # The server module exists only when ComfyUI serves; in-process use (tests, scripts) has no node to write on.
+    server = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+    if server is None:
+        return
+    from comfy_execution.utils import get_executing_context
+
+    context = get_executing_context()
+    if context is not None:
+        server.send_progress_text(text, context.node_id)
 
 
 def register_model_folders() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
-from .common import DENSEPOSE_FOLDER, DREAMPOSE_CATEGORY, PREFIX, PackNode, full_path, node_errors
+from .common import DENSEPOSE_FOLDER, DREAMPOSE_CATEGORY, PREFIX, PackNode, full_path, node_errors, node_info
 from .dreampose import PosesType
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class DensePoseUVEstimator(PackNode):
             poses = PoseSequence(uv.clamp(0, 1).contiguous(), f"DensePose {model_name}")
         text = "\n".join(lines)
         log.info("%s: %s", cls.DISPLAY, text.replace("\n", "; "))
-        return io.NodeOutput(poses, poses.preview(), ui=ui.PreviewText(text))
+        return io.NodeOutput(poses, poses.preview(), ui=node_info(cls.DISPLAY, text))
 
 
 NODES = [DensePoseUVEstimator]

