@@ -89,7 +89,7 @@ def check_pose_frames(guider, frames: int) -> None:
 @functools.cache
 def _guider_class():
     # Imported here: the module also brings in ComfyUI's node API, which runtime modules do not load at import time.
-    from comfy_extras.nodes_custom_sampler import Guider_DualCFG
+    from ..comfy_seam import Guider_DualCFG
 
     class DreamPoseGuider(Guider_DualCFG):
         """``Guider_DualCFG`` that refuses a latent whose frame count differs from the pose windows': ComfyUI would

@@ -20,12 +20,10 @@ import logging
 import math
 from dataclasses import dataclass
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.utils
 import torch
 import torch.nn.functional as F
 
+from ..comfy_seam import comfy_model_management, comfy_model_patcher, comfy_utils
 from ..errors import AnimaPoseError, require_choice
 from ..numerics import warn_if_not_finite
 from .adapter import SD_LATENT_SCALE, EmbeddingAdapter, vae_encode_input
@@ -52,36 +50,36 @@ class B32ClipVision:
     def __init__(self, hf_model, name: str):
         self.name = name
         self.model = hf_model.eval()
-        self.load_device = comfy.model_management.text_encoder_device()
+        self.load_device = comfy_model_management.text_encoder_device()
         # ModelPatcher records the device on the module it manages, which transformers models forbid (read-only
         # ``device``): it manages a plain holder instead.
         holder = torch.nn.Module()
         holder.clip = self.model
-        self.patcher = comfy.model_patcher.ModelPatcher(
-            holder, load_device=self.load_device, offload_device=comfy.model_management.text_encoder_offload_device())
+        self.patcher = comfy_model_patcher.ModelPatcher(
+            holder, load_device=self.load_device, offload_device=comfy_model_management.text_encoder_offload_device())
 
     def get_sd(self):
         return self.model.state_dict()
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 50, 768) ``last_hidden_state`` as DreamPose reads it, on the intermediate device."""
-        comfy.model_management.load_model_gpu(self.patcher)
+        comfy_model_management.load_model_gpu(self.patcher)
         out = encode_images(self.model, images, "legacy")
-        return out.float().to(comfy.model_management.intermediate_device())
+        return out.float().to(comfy_model_management.intermediate_device())
 
     def encode_image(self, image, crop=True):
         """ComfyUI's CLIPVisionEncode entry point: the same features plus the pooled embedding (no projection)."""
-        import comfy.clip_vision
+        from ..comfy_seam import comfy_clip_vision
 
-        comfy.model_management.load_model_gpu(self.patcher)
+        comfy_model_management.load_model_gpu(self.patcher)
         from .clip_image import preprocess
 
         param = next(self.model.parameters())
         pixels = preprocess(image, "legacy").to(device=param.device, dtype=param.dtype)
         with torch.no_grad():
             out = self.model(pixel_values=pixels, output_hidden_states=True)
-        dev = comfy.model_management.intermediate_device()
-        result = comfy.clip_vision.Output()
+        dev = comfy_model_management.intermediate_device()
+        result = comfy_clip_vision.Output()
         result["last_hidden_state"] = out.last_hidden_state.to(dev)
         result["penultimate_hidden_states"] = out.hidden_states[-2].to(dev)
         result["image_embeds"] = out.pooler_output.to(dev)
@@ -186,7 +184,7 @@ def adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Te
     clip_tokens, latent = reference_features(clip_vision, vae, pictures, value_range)
     with torch.no_grad():
         adapter = adapter.to(device=latent.device, dtype=torch.float32)
-        return adapter(clip_tokens.to(latent.device), latent).to(comfy.model_management.intermediate_device())
+        return adapter(clip_tokens.to(latent.device), latent).to(comfy_model_management.intermediate_device())
 
 
 # -- poses ---------------------------------------------------------------------------------------------------
@@ -268,9 +266,9 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
     all batches; a Cancel between batches (or inside one, at the next step) stops with nothing left patched, as
     every batch is a complete ``guider.sample`` call that cleans up after itself.
     """
-    import comfy.sample
+    from ..comfy_seam import comfy_sample
 
-    samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
+    samples = comfy_sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     frames = samples.shape[0]
     check_pose_frames(guider, frames)
     # The whole clip's noise is drawn once, exactly as SamplerCustomAdvanced would, then sliced per batch.
@@ -278,10 +276,10 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
     frames_per_batch = max(1, min(frames_per_batch, frames))
     batches = math.ceil(frames / frames_per_batch)
     steps = max(1, len(sigmas) - 1)
-    pbar = comfy.utils.ProgressBar(steps * batches)
+    pbar = comfy_utils.ProgressBar(steps * batches)
     outputs = []
     for b in range(batches):
-        comfy.model_management.throw_exception_if_processing_interrupted()
+        comfy_model_management.throw_exception_if_processing_interrupted()
         lo, hi = b * frames_per_batch, min(frames, (b + 1) * frames_per_batch)
         part = frame_subset_guider(guider, lo, hi, frames)
 
@@ -290,7 +288,7 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
 
         out = part.sample(full_noise[lo:hi], samples[lo:hi], sampler, sigmas, callback=callback, disable_pbar=True,
                           seed=getattr(noise, "seed", None))
-        outputs.append(out.to(comfy.model_management.intermediate_device()))
+        outputs.append(out.to(comfy_model_management.intermediate_device()))
     result = {k: v for k, v in latent.items() if k not in ("batch_index", "noise_mask")}
     result["samples"] = torch.cat(outputs)
     warn_if_not_finite(result["samples"], "DreamPose Sampler")
