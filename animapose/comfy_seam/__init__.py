@@ -2,7 +2,9 @@
 
 Everything the runtime (``animapose/``) uses from ``comfy.*`` and ``comfy_extras.*`` is reached through this package,
 never by importing ComfyUI directly (``tests/unit/test_layout.py`` fails otherwise); the node files (``nodes/``) use
-the public V3 node API and ``folder_paths``.
+the public V3 node API and ``folder_paths``. ``internals.py`` names every internal the pack uses, why, what newer
+ComfyUI changed and how the pack adapts; ``docs/compatibility.md`` carries that table. Where newer ComfyUI changed
+an internal in a way the pack's use notices, the adapter is here, chosen by feature detection (never by version).
 
 Names resolve lazily (module ``__getattr__``): ``from ..comfy_seam import comfy_utils`` imports ``comfy.utils`` at
 the place and time the ``import`` statement runs, exactly as a direct ``import comfy.utils`` there would, so
@@ -63,3 +65,32 @@ def __getattr__(name: str):
         module, attribute = OBJECTS[name]
         return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def weights_patcher(model):
+    """A patcher whose ``load_models_gpu(..., force_patch_weights=True)`` bakes its weight patches into the weights.
+
+    ComfyUI's dynamic-VRAM patcher (``ModelPatcherDynamic``, ``is_dynamic()`` True) streams weights and asserts on
+    ``force_patch_weights``; its non-dynamic clone loads the ordinary way. Other patchers are returned as they are."""
+    is_dynamic = getattr(model, "is_dynamic", None)
+    if callable(is_dynamic) and is_dynamic():
+        return model.clone(disable_dynamic=True)
+    return model
+
+
+def module_shapes(module) -> dict[str, tuple]:
+    """``{state-dict key: shape}`` of a model built with ComfyUI's ops, e.g. on the meta device to learn the shapes.
+
+    With dynamic VRAM (``comfy.memory_management.aimdo_enabled``) ComfyUI's ``Linear`` leaves ``weight`` and ``bias``
+    None until a state dict is loaded (``comfy_need_lazy_init_bias`` marks a bias to come), so ``state_dict()``
+    alone would miss them."""
+    import torch
+
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Linear) and m.weight is None:
+            prefix = f"{name}." if name else ""
+            shapes[f"{prefix}weight"] = (m.out_features, m.in_features)
+            if getattr(m, "comfy_need_lazy_init_bias", False):
+                shapes[f"{prefix}bias"] = (m.out_features,)
+    return shapes

@@ -154,11 +154,10 @@ def unet_to_model(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
 
 
 def _expected_ldm_shapes(config: dict) -> dict[str, tuple]:
-    from ..comfy_seam import UNetModel, comfy_ops
+    from ..comfy_seam import UNetModel, comfy_ops, module_shapes
 
     # Built on the meta device: the shapes cost no memory and almost no time.
-    unet = UNetModel(**config, device="meta", operations=comfy_ops.disable_weight_init)
-    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    return module_shapes(UNetModel(**config, device="meta", operations=comfy_ops.disable_weight_init))
 
 
 def load_unet(path: str, input_name: str = "unet_name", dtype: torch.dtype | None = None):
@@ -248,9 +247,10 @@ def _vae_ldm_to_diffusers(ldm: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _unet_diffusers_state_dict(model) -> dict[str, torch.Tensor]:
-    from ..comfy_seam import comfy_model_management
+    from ..comfy_seam import comfy_model_management, weights_patcher
 
     # Bake any weight patches (LoRA, finetune deltas) into the saved weights.
+    model = weights_patcher(model)
     comfy_model_management.load_models_gpu([model], force_patch_weights=True)
     return unet_diffusers_keys(model.model.diffusion_model.state_dict(), model.model.model_config.unet_config)
 
