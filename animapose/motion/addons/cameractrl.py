@@ -24,7 +24,7 @@ from ...checkpoints import load_state_dict
 from ...comfy_seam import comfy_model_management, comfy_model_patcher, comfy_ops, comfy_patcher_extension
 from ...errors import AnimaPoseError, require_finite
 from ..module import MotionModule
-from ..sampling.stages import CAMERA_OPTION, frames_per_chunk, stages_of
+from ..sampling.stages import CAMERA_OPTION, bypassed, frames_per_chunk, stages_of
 from .camera_trajectories import CameraTrajectory
 from .cameractrl_encoder import CameraCtrlInfo, CameraCtrlModel, build_cameractrl, merge_level, split_cameractrl
 
@@ -68,11 +68,18 @@ class CameraCall:
         self.chunks = chunks
         self.multiple = multiple
         self._laid_out: dict[int, torch.Tensor] = {}
+        self.reads = 0  # modules that asked for their features in this call (see check_reads)
+
+    def check_reads(self) -> None:
+        """After the UNet call: every motion module CameraCtrl conditions asked for its camera features."""
+        if self.reads != len(self.by_module):
+            raise bypassed("CameraCtrl's camera features", self.reads, len(self.by_module), APPLY_NODE, "camera")
 
     def for_module(self, layer, x: torch.Tensor, frames: int):
         entry = self.by_module.get(id(layer))
         if entry is None:
             return None
+        self.reads += 1
         merge, level = entry
         feature = self._laid_out.get(level)
         if feature is None:
@@ -177,7 +184,9 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
             args[4] = options
         else:
             kwargs["transformer_options"] = options
-        return executor(x, *args, **kwargs)
+        out = executor(x, *args, **kwargs)
+        call.check_reads()
+        return out
 
     def outer_sample_wrapper(executor, noise, *args, **kwargs):
         frames = noise.shape[0]

@@ -31,11 +31,12 @@ import torch
 
 from ...comfy_seam import comfy_model_management, comfy_model_patcher, comfy_ops, comfy_patcher_extension, comfy_utils
 from ...errors import AnimaPoseError, require_finite
-from ..sampling.stages import REFERENCE_FEATURES, frames_per_chunk, stages_of
+from ..sampling.stages import REFERENCE_FEATURES, Lookup, check_reads, frames_per_chunk, stages_of
 from .lcm_i2v_encoder import ImageEncoder, encoder_spec, split_encoder
 from .pia import encode_picture
 
 log = logging.getLogger(__name__)
+NODE = "AnimateLCM-I2V Reference Image (picture to video)"
 
 KEY = "animapose_lcm_i2v"
 MARKER = "animapose_lcm_i2v_motion"
@@ -149,12 +150,15 @@ def reference_model(model, vae, image: torch.Tensor, frames: int, strength: floa
         args = list(args)
         options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
         frames_now = frames_per_chunk(x, options)
-        options = {**options, REFERENCE_FEATURES: state.for_call(encoder, frames_now, x.shape[0] // frames_now, x)}
+        lookup = Lookup(state.for_call(encoder, frames_now, x.shape[0] // frames_now, x))
+        options = {**options, REFERENCE_FEATURES: lookup}
         if len(args) > 4:
             args[4] = options
         else:
             kwargs["transformer_options"] = options
-        return executor(x, *args, **kwargs)
+        out = executor(x, *args, **kwargs)
+        check_reads(lookup, "AnimateLCM-I2V's picture features", NODE, "image")
+        return out
 
     def outer_sample_wrapper(executor, *args, **kwargs):
         try:

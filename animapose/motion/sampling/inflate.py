@@ -47,7 +47,7 @@ from ..module import MotionModule
 from . import residency, schedules
 from .injection import KEY, RUN_KEY, InsertionRecord, MotionInjection, end_run, start_run
 from .placement import RunState, plan_slots, unet_kind
-from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, non_finite_error, stages_of
+from .stages import MotionStage, check_calls, check_range, frames_per_chunk, make_dispatch, non_finite_error, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,20 @@ def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) 
     strength = require_finite(strength, "strength")
     pairs = parse_motion_lora(load_state_dict(path, "lora_name", "motion LoRA"), "lora_name")
     out = motion.clone()
-    params = out.patcher.model.state_dict().keys()
+    params = out.patcher.model.state_dict()
     missing = [k for k in pairs if k not in params]
     if missing:
         raise AnimaPoseError("lora_name", f"{len(missing)} of the LoRA's layers do not exist in {motion.name} "
                              f"(e.g. {missing[0]}); motion LoRAs were trained for v2-type modules",
                              "use a motion LoRA made for this motion module (the official ones need mm_sd_v15_v2)")
+    # ComfyUI's LoRA patch logs a shape mismatch and leaves the layer unpatched: refuse it here instead.
+    wrong = [f"{k} ({tuple(up.shape)} x {tuple(down.shape)} vs {tuple(params[k].shape)})" for k, (up, down)
+             in pairs.items() if params[k].ndim < 1 or up.shape[0] != params[k].shape[0]
+             or down[0].numel() != params[k][0].numel()]
+    if wrong:
+        raise AnimaPoseError("lora_name", f"{len(wrong)} of the LoRA's layers do not fit {motion.name}'s weights "
+                             f"(e.g. {wrong[0]})", "use a motion LoRA made for this motion module (the official "
+                             "ones need mm_sd_v15_v2)")
     patches = {k: comfy_weight_adapter.LoRAAdapter(set(), (up, down, None, None, None, None)) for k, (up, down) in pairs.items()}
     out.patcher.add_patches(patches, strength)
     out.loras.append((name, strength))
@@ -190,11 +198,14 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
                          transformer_options)
         # the ResNet GroupNorms pool over frames only while this motion model is in its step range
         state.frames = frames if stage.begin_call(transformer_options, frames) else None
+        stage.calls = 0
         try:
-            return executor(x, *args, **kwargs)
+            out = executor(x, *args, **kwargs)
         finally:
             state.frames = None
             stage.end_call()
+        check_calls(stage)
+        return out
 
     m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
     m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
