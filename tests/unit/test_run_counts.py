@@ -47,6 +47,7 @@ def test_lookup_counts_reads_that_found_a_value():
     stage = _stage(1)
     feature = torch.zeros(4, 8, 2, 2)
     lookup = Lookup({id(stage.modules[0]): feature})
+    assert len(lookup) == 1
     with pytest.raises(AnimaPoseError, match="the features took part 0 of 1 times") as e:
         check_reads(lookup, "the features", "Some Node", "image")
     assert e.value.node == "Some Node" and e.value.input_name == "image"

@@ -210,6 +210,9 @@ class Lookup:
         self.items = items
         self.reads = 0
 
+    def __len__(self) -> int:
+        return len(self.items)
+
     def get(self, key):
         value = self.items.get(key)
         if value is not None:
