@@ -13,6 +13,7 @@ import sys
 from comfy_api.latest import io, ui
 
 from ..animapose.errors import AnimaPoseError
+from .search_terms import with_search_terms
 
 PREFIX = "AnimaPose_"
 CATEGORY = "AnimaPose"
@@ -146,6 +147,9 @@ class PackNode(io.ComfyNode):
         own = cls.__dict__.get("execute")
         if isinstance(own, classmethod) and not getattr(own.__func__, "_animapose_checked", False):
             cls.execute = classmethod(_checked(own.__func__))
+        schema = cls.__dict__.get("define_schema")
+        if isinstance(schema, classmethod) and not getattr(schema.__func__, "_animapose_terms", False):
+            cls.define_schema = classmethod(_with_terms(schema.__func__))
 
 
 def queue_check(node_cls, values: dict, check=None) -> bool | str:
@@ -161,6 +165,15 @@ def queue_check(node_cls, values: dict, check=None) -> bool | str:
     except AnimaPoseError as e:
         return str(e.for_node(node_cls.DISPLAY))
     return True
+
+
+def _with_terms(define_schema):
+    @functools.wraps(define_schema)
+    def define(cls):
+        return with_search_terms(define_schema(cls), PREFIX)
+
+    define._animapose_terms = True
+    return define
 
 
 def _checked(execute):

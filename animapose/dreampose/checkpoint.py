@@ -109,9 +109,9 @@ def ldm_unet_config(sd: dict[str, torch.Tensor], input_name: str = "unet_name") 
 
 def unet_ldm_keys(sd: dict[str, torch.Tensor], config: dict, input_name: str = "unet_name") -> dict[str, torch.Tensor]:
     """The same tensors under ComfyUI's (LDM) UNet key names."""
-    import comfy.utils
+    from ..comfy_seam import comfy_utils
 
-    to_ldm = comfy.utils.unet_to_diffusers(config)
+    to_ldm = comfy_utils.unet_to_diffusers(config)
     unknown = sorted(k for k in sd if k not in to_ldm)
     if unknown:
         raise AnimaPoseError(input_name, f"the UNet has {len(unknown)} weights an SD1.x UNet does not have "
@@ -126,8 +126,7 @@ def unet_to_model(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
     windows in the conditioning as ``"noise_concat"``. Model sampling is SD1.x's (scaled-linear betas, eps), the
     schedule of the SD1.4 scheduler DreamPose was trained and sampled with. ``dtype`` None lets ComfyUI choose.
     """
-    import comfy.sd
-    import comfy.supported_models
+    from ..comfy_seam import comfy_sd, comfy_supported_models
 
     config = ldm_unet_config(sd, input_name)
     ldm = unet_ldm_keys(sd, config, input_name)
@@ -141,8 +140,8 @@ def unet_to_model(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
         raise AnimaPoseError(input_name, f"{len(wrong)} UNet weights have shapes an SD1.x UNet cannot have (e.g. "
                              f"{wrong[0]}: {list(ldm[wrong[0]].shape)} vs {list(expected[wrong[0]])})", _UNET_FIX)
     options = {"dtype": dtype} if dtype is not None else {}
-    patcher = comfy.sd.load_diffusion_model_state_dict({_LDM_PREFIX + k: v for k, v in ldm.items()}, options)
-    if patcher is None or not isinstance(patcher.model.model_config, comfy.supported_models.SD15):
+    patcher = comfy_sd.load_diffusion_model_state_dict({_LDM_PREFIX + k: v for k, v in ldm.items()}, options)
+    if patcher is None or not isinstance(patcher.model.model_config, comfy_supported_models.SD15):
         found = type(patcher.model.model_config).__name__ if patcher is not None else "nothing"
         raise AnimaPoseError(input_name, f"ComfyUI recognised this UNet as {found}, not as an SD1.x UNet "
                              f"(context {config['context_dim']}, {config['model_channels']} channels)", _UNET_FIX)
@@ -155,12 +154,10 @@ def unet_to_model(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None,
 
 
 def _expected_ldm_shapes(config: dict) -> dict[str, tuple]:
-    import comfy.ops
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+    from ..comfy_seam import UNetModel, comfy_ops, module_shapes
 
     # Built on the meta device: the shapes cost no memory and almost no time.
-    unet = UNetModel(**config, device="meta", operations=comfy.ops.disable_weight_init)
-    return {k: tuple(v.shape) for k, v in unet.state_dict().items()}
+    return module_shapes(UNetModel(**config, device="meta", operations=comfy_ops.disable_weight_init))
 
 
 def load_unet(path: str, input_name: str = "unet_name", dtype: torch.dtype | None = None):
@@ -174,8 +171,7 @@ def read_adapter(path: str, input_name: str = "adapter_name") -> EmbeddingAdapte
 
 def read_vae(path: str, input_name: str = "vae_name", dtype: torch.dtype | None = None):
     """A native ``comfy.sd.VAE`` from DreamPose's ``vae_N.pth`` (legacy or current diffusers names) or an LDM VAE."""
-    import comfy.diffusers_convert
-    import comfy.sd
+    from ..comfy_seam import comfy_diffusers_convert, comfy_sd
 
     sd = strip_prefix(load_state_dict(path, input_name, "DreamPose VAE (vae_N.pth)"), "module.")
     name = os.path.basename(path)
@@ -192,9 +188,9 @@ def read_vae(path: str, input_name: str = "vae_name", dtype: torch.dtype | None 
         shape = list(quant.shape) if quant is not None else "missing"
         raise AnimaPoseError(input_name, f"'{name}' is not an SD1.x VAE with 4 latent channels (quant_conv {shape})",
                              _VAE_FIX)
-    provided = set(comfy.diffusers_convert.convert_vae_state_dict(sd) if diffusers else sd)
+    provided = set(comfy_diffusers_convert.convert_vae_state_dict(sd) if diffusers else sd)
     try:
-        vae = comfy.sd.VAE(sd=dict(sd), dtype=dtype)
+        vae = comfy_sd.VAE(sd=dict(sd), dtype=dtype)
     except RuntimeError as e:  # size mismatches: a VAE of another architecture
         raise AnimaPoseError(input_name, f"'{name}' does not fit an SD1.x VAE ({str(e).splitlines()[0]})",
                              _VAE_FIX) from e
@@ -211,14 +207,14 @@ def read_vae(path: str, input_name: str = "vae_name", dtype: torch.dtype | None 
 def _read_taesd(sd: dict, name: str, input_name: str, dtype):
     """A TAESD-architecture SD1.x VAE (``taesd_encoder.*``/``taesd_decoder.*``, as in SD1.x checkpoints that carry
     TAESD, such as the pack's demo DreamPose): ComfyUI builds it; here the latent width and completeness are checked."""
-    import comfy.sd
+    from ..comfy_seam import comfy_sd
 
     channels = sd["taesd_decoder.1.weight"].shape[1]
     if channels != 4 or "taesd_encoder.0.weight" not in sd:
         raise AnimaPoseError(input_name, f"'{name}' is a TAESD with {channels} latent channels"
                              f"{'' if 'taesd_encoder.0.weight' in sd else ' and no encoder'}; DreamPose needs an SD1.x "
                              "VAE (4 channels, encoder and decoder)", _VAE_FIX)
-    vae = comfy.sd.VAE(sd=dict(sd), dtype=dtype)
+    vae = comfy_sd.VAE(sd=dict(sd), dtype=dtype)
     missing = sorted(k for k in vae.first_stage_model.state_dict() if k not in sd and not k.startswith("vae_"))
     if missing:
         raise AnimaPoseError(input_name, f"the TAESD file lacks {len(missing)} weights (e.g. {missing[:3]})", _VAE_FIX)
@@ -227,7 +223,7 @@ def _read_taesd(sd: dict, name: str, input_name: str, dtype):
 
 def _vae_ldm_to_diffusers(ldm: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """ComfyUI's (LDM) VAE keys back to current diffusers ``AutoencoderKL`` names, checked by a round trip."""
-    import comfy.diffusers_convert as dc
+    from ..comfy_seam import comfy_diffusers_convert as dc
 
     out = {}
     for key, value in ldm.items():
@@ -251,18 +247,19 @@ def _vae_ldm_to_diffusers(ldm: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 def _unet_diffusers_state_dict(model) -> dict[str, torch.Tensor]:
-    import comfy.model_management
+    from ..comfy_seam import comfy_model_management, weights_patcher
 
     # Bake any weight patches (LoRA, finetune deltas) into the saved weights.
-    comfy.model_management.load_models_gpu([model], force_patch_weights=True)
+    model = weights_patcher(model)
+    comfy_model_management.load_models_gpu([model], force_patch_weights=True)
     return unet_diffusers_keys(model.model.diffusion_model.state_dict(), model.model.model_config.unet_config)
 
 
 def unet_diffusers_keys(ldm: dict[str, torch.Tensor], unet_config: dict) -> dict[str, torch.Tensor]:
     """ComfyUI (LDM) UNet weights under the diffusers names of DreamPose's unet_epoch_N.pth."""
-    import comfy.utils
+    from ..comfy_seam import comfy_utils
 
-    to_ldm = comfy.utils.unet_to_diffusers(unet_config)
+    to_ldm = comfy_utils.unet_to_diffusers(unet_config)
     from_ldm = {v: k for k, v in to_ldm.items()}
     missing = sorted(k for k in ldm if k not in from_ldm)
     if missing:

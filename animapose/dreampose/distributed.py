@@ -17,10 +17,9 @@ import logging
 import os
 import uuid
 
-import comfy.model_management
-import comfy.utils
 import torch
 
+from ..comfy_seam import comfy_model_management, comfy_utils
 from ..errors import AnimaPoseError
 from . import ray_worker
 from .joint import motion_stages
@@ -46,7 +45,7 @@ def import_ray():
 
 def comfy_root() -> str:
     # comfy is a namespace package (no __file__): its modules say where ComfyUI is
-    return os.path.dirname(os.path.dirname(os.path.abspath(comfy.model_management.__file__)))
+    return os.path.dirname(os.path.dirname(os.path.abspath(comfy_model_management.__file__)))
 
 
 def local_runtime_env() -> dict:
@@ -100,9 +99,9 @@ def pack_location() -> tuple[str, str]:
 def comfy_args() -> dict:
     """ComfyUI's command-line settings of this process (device, precision, attention), which decide the kernels a
     worker's ComfyUI picks."""
-    import comfy.cli_args
+    from ..comfy_seam import comfy_cli_args
 
-    return dict(vars(comfy.cli_args.args))
+    return dict(vars(comfy_cli_args.args))
 
 
 def worker_setup() -> dict:
@@ -117,7 +116,7 @@ def _unpatched(guider) -> None:
     it is sent unloaded, so a worker receives each weight once and patches it itself."""
     model = guider.model_patcher.model
     if getattr(model, "current_weight_patches_uuid", None) is not None or guider.model_patcher.backup:
-        comfy.model_management.unload_all_models()
+        comfy_model_management.unload_all_models()
 
 
 def sample_frames_on_cluster(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, frames_per_batch: int,
@@ -144,12 +143,12 @@ def sample_frames_on_cluster(guider, sampler, sigmas: torch.Tensor, noise, laten
         num_cpus=0 if gpus_per_task > 0 else 1, num_gpus=gpus_per_task, max_retries=RETRIES, retry_exceptions=False,
         name="animapose_dreampose_batch")
     refs = {task.remote(setup, [payload], lo, hi): (lo, hi) for lo, hi in ranges}
-    pbar = comfy.utils.ProgressBar(frames)
+    pbar = comfy_utils.ProgressBar(frames)
     done, outputs, pending = 0, {}, list(refs)
     try:
         while pending:
-            if comfy.model_management.processing_interrupted():
-                comfy.model_management.throw_exception_if_processing_interrupted()
+            if comfy_model_management.processing_interrupted():
+                comfy_model_management.throw_exception_if_processing_interrupted()
             ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in ready:
                 lo, hi = refs[ref]
@@ -159,7 +158,7 @@ def sample_frames_on_cluster(guider, sampler, sigmas: torch.Tensor, noise, laten
     finally:
         for ref in pending:  # Cancel, or a failed batch: nothing keeps running for this run
             ray.cancel(ref, force=True)
-    device = comfy.model_management.intermediate_device()
+    device = comfy_model_management.intermediate_device()
     return assemble_frames(latent, [outputs[lo].to(device) for lo, _ in ranges], NODE)
 
 

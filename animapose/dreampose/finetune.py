@@ -47,9 +47,9 @@ import copy
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management
 import torch
 
+from ..comfy_seam import comfy_model_management
 from ..errors import AnimaPoseError
 from ..training.loop import (  # noqa: F401  (re-exported: stage 1 and the tests use them from here)
     ADAMW,
@@ -123,11 +123,11 @@ def check_model(model, input_name: str = "model", in_channels: int | None = DREA
 
 def noise_schedule(model, input_name: str = "model") -> torch.Tensor:
     """The cumulative alphas of the model's 1000-step discrete schedule (SD1.x's, which DreamPose trained with)."""
-    import comfy.model_sampling
+    from ..comfy_seam import comfy_model_sampling
 
     sampling = model.get_model_object("model_sampling")
     sigmas = getattr(sampling, "sigmas", None)
-    if not isinstance(sampling, comfy.model_sampling.EPS) or isinstance(sampling, comfy.model_sampling.V_PREDICTION) \
+    if not isinstance(sampling, comfy_model_sampling.EPS) or isinstance(sampling, comfy_model_sampling.V_PREDICTION) \
             or sigmas is None or sigmas.numel() != 1000:
         raise AnimaPoseError(input_name, "DreamPose trains an ε-prediction model on a 1000-step discrete schedule; "
                              "this MODEL's sampling was changed", "connect the MODEL straight from the DreamPose "
@@ -319,7 +319,7 @@ def finetune_unet(model, adapter, clip_vision, vae, images: torch.Tensor, poses:
             # An interrupt's traceback keeps this frame alive: drop the training copies now, not at the next GC.
             stage.__dict__.clear()
             stage = updater = None
-            comfy.model_management.soft_empty_cache()
+            comfy_model_management.soft_empty_cache()
     return out_model, out_adapter, losses
 
 
@@ -347,8 +347,10 @@ def _decoder_of(autoencoder: torch.nn.Module):
 
 
 def _decoder_blocks(decoder: torch.nn.Module) -> list:
-    from comfy.ldm.modules.diffusionmodules.model import AttnBlock, ResnetBlock, Upsample
-    from comfy.taesd.taesd import Block
+    from ..comfy_seam import TAESDBlock as Block
+    from ..comfy_seam import VAEAttnBlock as AttnBlock
+    from ..comfy_seam import VAEResnetBlock as ResnetBlock
+    from ..comfy_seam import VAEUpsample as Upsample
 
     return [m for m in decoder.modules() if isinstance(m, (ResnetBlock, AttnBlock, Upsample, Block))]
 
@@ -362,7 +364,7 @@ class _DecoderStage:
         self.device = device
         self.precision = Precision(settings.precision, device)
         # Fully loaded first, so the copy holds plain weights and no low-VRAM bookkeeping of the original.
-        comfy.model_management.load_models_gpu([vae.patcher], force_full_load=True)
+        comfy_model_management.load_models_gpu([vae.patcher], force_full_load=True)
         self.autoencoder = copy.deepcopy(vae.first_stage_model).to(device=device, dtype=torch.float32)
         self.autoencoder.eval().requires_grad_(False)
         _decoder_of(self.autoencoder).requires_grad_(True)
@@ -389,11 +391,11 @@ class _DecoderStage:
 
 def _vae_with(vae, autoencoder: torch.nn.Module):
     """A new native VAE: the input's settings with the trained autoencoder, managed by its own ModelPatcher."""
-    import comfy.model_patcher
+    from ..comfy_seam import comfy_model_patcher
 
     out = copy.copy(vae)
     out.first_stage_model = autoencoder.to(device=vae.patcher.offload_device, dtype=vae.vae_dtype).eval()
-    out.patcher = comfy.model_patcher.ModelPatcher(out.first_stage_model, load_device=vae.device,
+    out.patcher = comfy_model_patcher.ModelPatcher(out.first_stage_model, load_device=vae.device,
                                                    offload_device=vae.patcher.offload_device)
     out.size = None
     out.model_size()
@@ -417,7 +419,7 @@ def finetune_vae_decoder(vae, images: torch.Tensor, settings: StageSettings, pro
         finally:
             stage.__dict__.clear()
             stage = updater = None
-            comfy.model_management.soft_empty_cache()
+            comfy_model_management.soft_empty_cache()
     return out, losses
 
 

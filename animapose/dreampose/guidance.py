@@ -27,6 +27,7 @@ from .poses import check_counts
 
 POSE_CHANNELS = 10
 GUIDER_NODE = "DreamPose Guider (dual CFG)"
+CHECK_KEY = "animapose_dreampose_conditioning"
 
 
 def _conditioning(tokens, input_name: str) -> list:
@@ -86,10 +87,48 @@ def check_pose_frames(guider, frames: int) -> None:
             return
 
 
+class PoseTally:
+    """What the guider's model calls received, checked so that a ComfyUI which stopped passing the pose windows
+    (``noise_concat`` -> ``c_concat``) or the image tokens to the UNet fails the run instead of drawing frames that
+    ignore the poses. Counting and shape reads only: no device sync."""
+
+    def __init__(self):
+        self.expected = False  # the guider's conds carry pose windows
+        self.calls = 0  # model calls in the current step
+
+
+def has_pose_windows(guider) -> bool:
+    return any(isinstance(c.get("noise_concat"), torch.Tensor) for conds in guider.original_conds.values()
+               for c in conds)
+
+
+def _conditioning_check(tally: PoseTally):
+    def apply_model_wrapper(executor, x, t, *args, **kwargs):
+        c_concat = args[0] if args else kwargs.get("c_concat")
+        c_crossattn = args[1] if len(args) > 1 else kwargs.get("c_crossattn")
+        tally.calls += 1
+        if tally.expected and (not isinstance(c_concat, torch.Tensor) or c_concat.ndim != 4
+                               or c_concat.shape[1] != POSE_CHANNELS or c_crossattn is None):
+            got = "no c_concat" if not isinstance(c_concat, torch.Tensor) else f"c_concat {list(c_concat.shape)}"
+            if c_crossattn is None:
+                got += " and no image tokens"
+            raise bypassed_conditioning(f"the UNet received {got} instead of the {POSE_CHANNELS}-channel pose "
+                                        "windows")
+        return executor(x, t, *args, **kwargs)
+
+    return apply_model_wrapper
+
+
+def bypassed_conditioning(problem: str) -> AnimaPoseError:
+    return AnimaPoseError("positive", f"{problem}: this ComfyUI bypassed the conditioning path the pack relies on, "
+                          "and the frames would ignore the poses", "update AnimaPose, or use a ComfyUI version listed "
+                          "in the pack's docs/compatibility.md, and report the ComfyUI version", node=GUIDER_NODE)
+
+
 @functools.cache
 def _guider_class():
     # Imported here: the module also brings in ComfyUI's node API, which runtime modules do not load at import time.
-    from comfy_extras.nodes_custom_sampler import Guider_DualCFG
+    from ..comfy_seam import Guider_DualCFG
 
     class DreamPoseGuider(Guider_DualCFG):
         """``Guider_DualCFG`` that refuses a latent whose frame count differs from the pose windows': ComfyUI would
@@ -97,12 +136,16 @@ def _guider_class():
 
         def sample(self, noise, latent_image, *args, **kwargs):
             check_pose_frames(self, latent_image.shape[0])
+            self.pose_tally.expected = has_pose_windows(self)
             out = super().sample(noise, latent_image, *args, **kwargs)
             warn_if_not_finite(out, GUIDER_NODE)
             return out
 
         def predict_noise(self, x, timestep, model_options={}, seed=None):
+            self.pose_tally.calls = 0
             out = super().predict_noise(x, timestep, model_options, seed)
+            if self.pose_tally.expected and not self.pose_tally.calls:
+                raise bypassed_conditioning("no UNet call of this step went through the guider's conditioning check")
             check_model_output(x, out, lambda: non_finite_guidance(self.cfg2, self.cfg1))
             return out
 
@@ -124,8 +167,16 @@ def dreampose_guider(model, positive: list, middle: list, negative: list, image_
     At image_cfg = 1 ComfyUI skips the negative slot and at image_cfg = pose_cfg = 1 the middle one too (the formula
     does not need them), so those settings cost fewer UNet evaluations. The only addition is a frame-count check.
     """
+    from ..comfy_seam import comfy_model_patcher, comfy_patcher_extension
+
     image_cfg, pose_cfg = require_finite(image_cfg, "image_cfg"), require_finite(pose_cfg, "pose_cfg")
     guider = _guider_class()(model)
     guider.set_conds(positive, middle, negative)
     guider.set_cfg(pose_cfg, image_cfg, nested=False)
+    # The guider's own copy of the options (CFGGuider shares the MODEL's dict), so the check never reaches the MODEL.
+    guider.model_options = comfy_model_patcher.create_model_options_clone(guider.model_options)
+    guider.pose_tally = PoseTally()
+    comfy_patcher_extension.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.APPLY_MODEL, CHECK_KEY,
+                                                 _conditioning_check(guider.pose_tally), guider.model_options,
+                                                 is_model_options=True)
     return guider

@@ -19,12 +19,10 @@ import copy
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.utils
 import torch
 import torch.nn.functional as F
 
+from ..comfy_seam import comfy_model_management, comfy_model_patcher, comfy_utils
 from ..errors import AnimaPoseError, require_choice
 from ..numerics import warn_if_not_finite
 from .adapter import SD_LATENT_SCALE, EmbeddingAdapter, vae_encode_input
@@ -51,36 +49,36 @@ class B32ClipVision:
     def __init__(self, hf_model, name: str):
         self.name = name
         self.model = hf_model.eval()
-        self.load_device = comfy.model_management.text_encoder_device()
+        self.load_device = comfy_model_management.text_encoder_device()
         # ModelPatcher records the device on the module it manages, which transformers models forbid (read-only
         # ``device``): it manages a plain holder instead.
         holder = torch.nn.Module()
         holder.clip = self.model
-        self.patcher = comfy.model_patcher.ModelPatcher(
-            holder, load_device=self.load_device, offload_device=comfy.model_management.text_encoder_offload_device())
+        self.patcher = comfy_model_patcher.ModelPatcher(
+            holder, load_device=self.load_device, offload_device=comfy_model_management.text_encoder_offload_device())
 
     def get_sd(self):
         return self.model.state_dict()
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 50, 768) ``last_hidden_state`` as DreamPose reads it, on the intermediate device."""
-        comfy.model_management.load_model_gpu(self.patcher)
+        comfy_model_management.load_model_gpu(self.patcher)
         out = encode_images(self.model, images, "legacy")
-        return out.float().to(comfy.model_management.intermediate_device())
+        return out.float().to(comfy_model_management.intermediate_device())
 
     def encode_image(self, image, crop=True):
         """ComfyUI's CLIPVisionEncode entry point: the same features plus the pooled embedding (no projection)."""
-        import comfy.clip_vision
+        from ..comfy_seam import comfy_clip_vision
 
-        comfy.model_management.load_model_gpu(self.patcher)
+        comfy_model_management.load_model_gpu(self.patcher)
         from .clip_image import preprocess
 
         param = next(self.model.parameters())
         pixels = preprocess(image, "legacy").to(device=param.device, dtype=param.dtype)
         with torch.no_grad():
             out = self.model(pixel_values=pixels, output_hidden_states=True)
-        dev = comfy.model_management.intermediate_device()
-        result = comfy.clip_vision.Output()
+        dev = comfy_model_management.intermediate_device()
+        result = comfy_clip_vision.Output()
         result["last_hidden_state"] = out.last_hidden_state.to(dev)
         result["penultimate_hidden_states"] = out.hidden_states[-2].to(dev)
         result["image_embeds"] = out.pooler_output.to(dev)
@@ -185,7 +183,7 @@ def adapter_tokens(clip_vision, vae, adapter, pictures, value_range) -> torch.Te
     clip_tokens, latent = reference_features(clip_vision, vae, pictures, value_range)
     with torch.no_grad():
         adapter = adapter.to(device=latent.device, dtype=torch.float32)
-        return adapter(clip_tokens.to(latent.device), latent).to(comfy.model_management.intermediate_device())
+        return adapter(clip_tokens.to(latent.device), latent).to(comfy_model_management.intermediate_device())
 
 
 # -- poses ---------------------------------------------------------------------------------------------------
@@ -271,26 +269,26 @@ def sample_frames(guider, sampler, sigmas: torch.Tensor, noise, latent: dict, fr
     frames = samples.shape[0]
     ranges = batch_ranges(frames, frames_per_batch)
     steps = max(1, len(sigmas) - 1)
-    pbar = comfy.utils.ProgressBar(steps * len(ranges))
+    pbar = comfy_utils.ProgressBar(steps * len(ranges))
     outputs = []
     for b, (lo, hi) in enumerate(ranges):
-        comfy.model_management.throw_exception_if_processing_interrupted()
+        comfy_model_management.throw_exception_if_processing_interrupted()
 
         def callback(step, x0, x, total, _b=b):
             pbar.update_absolute(_b * steps + step + 1, steps * len(ranges))
 
         out = sample_frame_batch(guider, sampler, sigmas, full_noise, samples, lo, hi, getattr(noise, "seed", None),
                                  callback=callback)
-        outputs.append(out.to(comfy.model_management.intermediate_device()))
+        outputs.append(out.to(comfy_model_management.intermediate_device()))
     return assemble_frames(latent, outputs, "DreamPose Sampler")
 
 
 def prepare_frames(guider, noise, latent: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(samples, noise) of the whole clip: the latent with ComfyUI's empty-latent channel fix, checked against the
     pose windows, and the noise drawn once, exactly as SamplerCustomAdvanced would, for the batches to slice."""
-    import comfy.sample
+    from ..comfy_seam import comfy_sample
 
-    samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
+    samples = comfy_sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     check_pose_frames(guider, samples.shape[0])
     return samples, noise.generate_noise({**latent, "samples": samples})
 

@@ -14,9 +14,9 @@ import contextlib
 import logging
 from typing import Callable
 
-import comfy.model_management
 import torch
 
+from ..comfy_seam import comfy_model_management
 from ..errors import AnimaPoseError
 from .settings import PRECISIONS
 
@@ -31,7 +31,7 @@ ProgressFn = Callable[[int, int, float], None]
 
 
 def training_device() -> torch.device:
-    return comfy.model_management.get_torch_device()
+    return comfy_model_management.get_torch_device()
 
 
 @contextlib.contextmanager
@@ -95,7 +95,7 @@ def run_updates(label: str, steps: int, loss_fn: Callable[[], torch.Tensor], upd
     losses = []
     log.info("%s: %d steps", label, steps)
     for step in range(steps):
-        comfy.model_management.throw_exception_if_processing_interrupted()
+        comfy_model_management.throw_exception_if_processing_interrupted()
         loss_t = loss_fn()
         updater.backward(loss_t)
         updater.step()
@@ -110,7 +110,7 @@ def run_updates(label: str, steps: int, loss_fn: Callable[[], torch.Tensor], upd
 
 def checkpoint_modules(modules) -> None:
     """Gradient checkpointing on modules of our own training copies, with ComfyUI's LoRA-trainer helper."""
-    from comfy_extras.nodes_train import patch
+    from ..comfy_seam import train_checkpoint_patch as patch
 
     for m in modules:
         patch(m)
@@ -125,7 +125,7 @@ def uncheckpoint(module: torch.nn.Module) -> None:
 
 def highest_modules(module: torch.nn.Module) -> list:
     """The outermost submodules with their own forward (below containers): what gradient checkpointing wraps."""
-    from comfy_extras.nodes_train import find_all_highest_child_module_with_forward
+    from ..comfy_seam import find_all_highest_child_module_with_forward
 
     return find_all_highest_child_module_with_forward(module)
 
@@ -137,14 +137,14 @@ def effective_weights(patcher, prefix: str, device: torch.device) -> dict[str, t
     Read through ``get_key_patches`` (the original weights plus their patches, whatever ComfyUI currently has loaded
     or patched in place), so the model is not loaded and nothing of it is touched.
     """
-    import comfy.lora
+    from ..comfy_seam import comfy_lora
 
     out = {}
     for key, entries in patcher.get_key_patches(prefix).items():
         base, convert = entries[0]
         weight = convert(base.detach().to(device=device, dtype=torch.float32, copy=True), inplace=True)
         if len(entries) > 1:
-            weight = comfy.lora.calculate_weight(entries[1:], weight, key)
+            weight = comfy_lora.calculate_weight(entries[1:], weight, key)
         out[key[len(prefix):]] = weight
     return out
 
@@ -153,7 +153,7 @@ def trainable_unet(model, device: torch.device, in_channels: int | None = None) 
     """An fp32 copy of the MODEL's UNet (patches applied) with plain, trainable torch layers. ``in_channels`` widens
     ``conv_in``: the SD weights are kept for the first channels and the new ones start at zero (stage 1's init; the
     official code also left the bias at random and, at its last commit, crashed on the shape)."""
-    import comfy.ops
+    from ..comfy_seam import comfy_ops
 
     weights = effective_weights(model, "diffusion_model.", device)
     config = dict(model.model.model_config.unet_config)
@@ -164,7 +164,7 @@ def trainable_unet(model, device: torch.device, in_channels: int | None = None) 
         weights["input_blocks.0.0.weight"] = wide
         config["in_channels"] = in_channels
     # Built on the meta device and given the copies as its parameters: one fp32 copy in memory, not two.
-    config.update(dtype=torch.float32, device="meta", operations=comfy.ops.disable_weight_init)
+    config.update(dtype=torch.float32, device="meta", operations=comfy_ops.disable_weight_init)
     unet = type(model.model.diffusion_model)(**config)
     unet.load_state_dict(weights, strict=True, assign=True)
     left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]

@@ -31,11 +31,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import comfy.model_management
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..comfy_seam import comfy_model_management
 from ..errors import AnimaPoseError
 from ..output_names import MODEL_EXTENSIONS
 from .loop import (
@@ -375,7 +375,7 @@ def train_motion(model, vae, clips: Clips, settings: MotionTrainSettings, motion
             # An interrupt's traceback keeps this frame alive: drop the training copies now, not at the next GC.
             run.__dict__.clear()
             run = None
-            comfy.model_management.soft_empty_cache()
+            comfy_model_management.soft_empty_cache()
     return result
 
 
@@ -403,27 +403,25 @@ def train_run(run: MotionRun, label: str, progress: ProgressFn | None = None, pr
 
 def motion_model_from_state(state: dict[str, torch.Tensor], name: str):
     """A MOTION_MODEL value (as 'Load AnimateDiff Motion Model' gives) holding a trained module."""
-    import comfy.model_patcher
-    import comfy.ops
-
+    from ..comfy_seam import comfy_model_patcher, comfy_ops
     from ..motion.formats.detect import build_motion_set, normalize_motion_state_dict
     from ..motion.sampling.inflate import MotionModel
 
     sd, info = normalize_motion_state_dict(state, "motion_model")
-    dtype = comfy.model_management.unet_dtype()
-    motion_set = build_motion_set(sd, info, operations=comfy.ops.manual_cast).to(dtype)
-    patcher = comfy.model_patcher.ModelPatcher(motion_set, load_device=comfy.model_management.get_torch_device(),
-                                               offload_device=comfy.model_management.unet_offload_device())
+    dtype = comfy_model_management.unet_dtype()
+    motion_set = build_motion_set(sd, info, operations=comfy_ops.manual_cast).to(dtype)
+    patcher = comfy_model_patcher.ModelPatcher(motion_set, load_device=comfy_model_management.get_torch_device(),
+                                               offload_device=comfy_model_management.unet_offload_device())
     return MotionModel(patcher, info, name)
 
 
 def motion_model_with_lora(motion, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str,
                            strength: float = 1.0):
     """A clone of ``motion`` with a trained LoRA as weight patches, as 'Load AnimateDiff Motion LoRA' adds a file."""
-    import comfy.weight_adapter
+    from ..comfy_seam import comfy_weight_adapter
 
     out = motion.clone()
-    patches = {k: comfy.weight_adapter.LoRAAdapter(set(), (up, down, None, None, None, None))
+    patches = {k: comfy_weight_adapter.LoRAAdapter(set(), (up, down, None, None, None, None))
                for k, (up, down) in pairs.items()}
     applied = out.patcher.add_patches(patches, strength)
     if len(applied) != len(patches):

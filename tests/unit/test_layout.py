@@ -7,6 +7,8 @@
 - ``sys.path`` is edited only by the ComfyUI bootstrap of the workshop and the trainers' entry point, which put
   ComfyUI (never the repository) on it;
 - no module imports another's private names;
+- the runtime (``animapose/``) reaches ComfyUI's internals (``comfy.*``, ``comfy_extras.*``) only through the seam
+  ``animapose/comfy_seam/``; the node files (``nodes/``, ``__init__.py``) may use the node API and ``comfy.*``;
 - ``scripts/`` holds only what a person runs directly, and pyproject's package list covers every shipped package.
 """
 
@@ -22,6 +24,13 @@ from comfyui_animapose.workshop.env import REPO
 PACK = "comfyui_animapose"
 SHIPPED = ("__init__.py", "nodes/", "animapose/")
 SYS_PATH_EDITORS = {"workshop/comfy_env.py", "workshop/train/common.py"}
+SEAM = "animapose/comfy_seam/"
+# The Ray worker's bootstrap sets ComfyUI's options and loads the pack with ComfyUI's own loader: it runs before the
+# pack (and so its seam) can be imported in that process.
+SEAM_EXEMPT = {"animapose/dreampose/ray_worker.py"}
+# ComfyUI's top-level modules and packages: what only the seam (and, for the node API, the node files) may import
+COMFYUI_TOP = ("comfy", "comfy_extras", "comfy_api", "comfy_execution", "folder_paths", "node_helpers",
+               "latent_preview", "nodes", "server", "execution")
 
 
 def _python_files() -> list[str]:
@@ -128,3 +137,40 @@ def test_pyproject_packages_every_shipped_package():
                if f.endswith("__init__.py") and f.startswith(SHIPPED)}
     assert shipped == set(config["packages"]), shipped ^ set(config["packages"])
     assert not any(p.startswith((f"{PACK}.workshop", f"{PACK}.tests")) for p in config["packages"])
+
+
+def _comfyui_imports(path: str) -> list[tuple[int, str]]:
+    """(line, module) of every ComfyUI module a file imports, statically or by name through importlib."""
+    found = []
+    for line, target, _, node in _imports(path):
+        if target is not None or getattr(node, "level", 0):
+            continue
+        names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+        found += [(line, n) for n in names if n and n.split(".")[0] in COMFYUI_TOP]
+    for node in ast.walk(ast.parse((REPO / path).read_text(), path)):
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in
+                ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).split(".")[0] in COMFYUI_TOP):
+            found.append((node.lineno, str(node.args[0].value)))
+    return found
+
+
+def test_runtime_reaches_comfyui_only_through_the_seam():
+    wrong = []
+    for path in _python_files():
+        if not path.startswith("animapose/") or path.startswith(SEAM) or path in SEAM_EXEMPT:
+            continue
+        wrong += [f"{path}:{line} imports {name}" for line, name in _comfyui_imports(path)]
+    assert not wrong, ("ComfyUI imported outside animapose/comfy_seam/ (add the internal to the seam and its table, "
+                       "then import it from there):\n" + "\n".join(wrong))
+
+
+def test_the_seam_check_sees_every_kind_of_import(tmp_path, monkeypatch):
+    # The check above must catch a plain import, a from-import, a submodule and importlib, or it proves nothing.
+    sample = tmp_path / "animapose" / "sample.py"
+    sample.parent.mkdir()
+    sample.write_text("import comfy.utils\nfrom comfy_extras.nodes_train import patch\nimport folder_paths\n"
+                      "import importlib\nimportlib.import_module('comfy.sd')\nfrom . import errors\nimport torch\n")
+    monkeypatch.setitem(globals(), "REPO", tmp_path)
+    assert [n for _, n in _comfyui_imports("animapose/sample.py")] == [
+        "comfy.utils", "comfy_extras.nodes_train", "folder_paths", "comfy.sd"]

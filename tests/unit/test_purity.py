@@ -11,7 +11,7 @@ from comfyui_animapose.workshop.env import COMFYUI, comfyui_available
 # The ComfyUI integration (motion.sampling.inflate, .context, the add-ons' ModelPatcher glue, ...) imports comfy on
 # purpose and is not listed.
 PURE = [f"comfyui_animapose.{m}" for m in (
-    "animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.output_names", "animapose.paths",
+    "animapose.comfy_seam", "animapose.comfy_seam.internals", "animapose.errors", "animapose.checkpoints", "animapose.numerics", "animapose.output_names", "animapose.paths",
     "animapose.motion", "animapose.motion.module",
     "animapose.motion.controls.multival", "animapose.motion.sampling.stages", "animapose.motion.controls.prompt_travel",
     "animapose.motion.controls.freenoise", "animapose.motion.controls.freeinit",

@@ -18,16 +18,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.ops
-import comfy.patcher_extension
 import torch
 
 from ...checkpoints import load_state_dict
+from ...comfy_seam import comfy_model_management, comfy_model_patcher, comfy_ops, comfy_patcher_extension
 from ...errors import AnimaPoseError, require_finite
 from ..module import MotionModule
-from ..sampling.stages import CAMERA_OPTION, frames_per_chunk, stages_of
+from ..sampling.stages import CAMERA_OPTION, bypassed, frames_per_chunk, stages_of
 from .camera_trajectories import CameraTrajectory
 from .cameractrl_encoder import CameraCtrlInfo, CameraCtrlModel, build_cameractrl, merge_level, split_cameractrl
 
@@ -41,7 +38,7 @@ APPLY_NODE = "Apply CameraCtrl to AnimateDiff"
 class CameraCtrl:
     """The value carried by the CAMERACTRL socket."""
 
-    patcher: comfy.model_patcher.ModelPatcher
+    patcher: comfy_model_patcher.ModelPatcher
     info: CameraCtrlInfo
     name: str
 
@@ -49,13 +46,13 @@ class CameraCtrl:
 def load_cameractrl(path: str, name: str, dtype: torch.dtype | None = None) -> CameraCtrl:
     sd = load_state_dict(path, "cameractrl_name", "CameraCtrl file")
     encoder_sd, merges, info = split_cameractrl(sd, "cameractrl_name")
-    model = build_cameractrl(encoder_sd, merges, info, operations=comfy.ops.manual_cast)
+    model = build_cameractrl(encoder_sd, merges, info, operations=comfy_ops.manual_cast)
     # parameters only: the stored position tables stay float32, as for the motion modules
-    dtype = dtype or comfy.model_management.unet_dtype()
+    dtype = dtype or comfy_model_management.unet_dtype()
     for p in model.parameters():
         p.data = p.data.to(dtype)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                               offload_device=comfy.model_management.unet_offload_device())
+    patcher = comfy_model_patcher.ModelPatcher(model, load_device=comfy_model_management.get_torch_device(),
+                                               offload_device=comfy_model_management.unet_offload_device())
     log.info("AnimaPose: %s: %s", name, info.summary())
     return CameraCtrl(patcher, info, name)
 
@@ -71,11 +68,18 @@ class CameraCall:
         self.chunks = chunks
         self.multiple = multiple
         self._laid_out: dict[int, torch.Tensor] = {}
+        self.reads = 0  # modules that asked for their features in this call (see check_reads)
+
+    def check_reads(self) -> None:
+        """After the UNet call: every motion module CameraCtrl conditions asked for its camera features."""
+        if self.reads != len(self.by_module):
+            raise bypassed("CameraCtrl's camera features", self.reads, len(self.by_module), APPLY_NODE, "camera")
 
     def for_module(self, layer, x: torch.Tensor, frames: int):
         entry = self.by_module.get(id(layer))
         if entry is None:
             return None
+        self.reads += 1
         merge, level = entry
         feature = self._laid_out.get(level)
         if feature is None:
@@ -139,8 +143,8 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
     strength = require_finite(strength, "strength")
     stage, modules, levels = _motion_stage(model, ctrl)
     m = model.clone()
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
     patcher = ctrl.patcher.clone()
     m.set_additional_models(KEY, [patcher])
     net: CameraCtrlModel = patcher.model
@@ -180,7 +184,9 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
             args[4] = options
         else:
             kwargs["transformer_options"] = options
-        return executor(x, *args, **kwargs)
+        out = executor(x, *args, **kwargs)
+        call.check_reads()
+        return out
 
     def outer_sample_wrapper(executor, noise, *args, **kwargs):
         frames = noise.shape[0]
@@ -204,7 +210,7 @@ def apply_cameractrl(model, ctrl: CameraCtrl, trajectory: CameraTrajectory, stre
         finally:
             cache.clear()
 
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
     log.info("AnimaPose: CameraCtrl %s on %s, %s, strength %g", ctrl.name, stage.name, trajectory.describe(), strength)
     return m

@@ -27,19 +27,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.ops
-import comfy.patcher_extension
-import comfy.utils
 import torch
 
+from ...comfy_seam import comfy_model_management, comfy_model_patcher, comfy_ops, comfy_patcher_extension, comfy_utils
 from ...errors import AnimaPoseError, require_finite
-from ..sampling.stages import REFERENCE_FEATURES, frames_per_chunk, stages_of
+from ..sampling.stages import REFERENCE_FEATURES, Lookup, check_reads, frames_per_chunk, stages_of
 from .lcm_i2v_encoder import ImageEncoder, encoder_spec, split_encoder
 from .pia import encode_picture
 
 log = logging.getLogger(__name__)
+NODE = "AnimateLCM-I2V Reference Image (picture to video)"
 
 KEY = "animapose_lcm_i2v"
 MARKER = "animapose_lcm_i2v_motion"
@@ -53,23 +50,23 @@ class I2VMarker:
     level, the motion module the level's feature is added before."""
 
     name: str
-    encoder: comfy.model_patcher.ModelPatcher
+    encoder: comfy_model_patcher.ModelPatcher
     targets: tuple[torch.nn.Module | None, ...]  # None: a level without a second layer (never gets its feature)
 
 
 def load_image_encoder(extras: dict[str, torch.Tensor], down_channels: tuple[int, ...],
-                       dtype: torch.dtype) -> comfy.model_patcher.ModelPatcher | None:
+                       dtype: torch.dtype) -> comfy_model_patcher.ModelPatcher | None:
     """The encoder of an AnimateLCM-I2V file as a ModelPatcher (weights cast to ``dtype`` after a strict load,
     computing in the dtype of what reaches it); None when the file has none."""
     weights = split_encoder(extras)
     if not weights:
         return None
-    encoder = ImageEncoder(encoder_spec(weights, down_channels, "model_name"), operations=comfy.ops.manual_cast)
+    encoder = ImageEncoder(encoder_spec(weights, down_channels, "model_name"), operations=comfy_ops.manual_cast)
     encoder.load_state_dict(weights, strict=True)
     for p in encoder.parameters():
         p.data = p.data.to(dtype)
-    return comfy.model_patcher.ModelPatcher(encoder, load_device=comfy.model_management.get_torch_device(),
-                                            offload_device=comfy.model_management.unet_offload_device())
+    return comfy_model_patcher.ModelPatcher(encoder, load_device=comfy_model_management.get_torch_device(),
+                                            offload_device=comfy_model_management.unet_offload_device())
 
 
 # -- the motion-model side ----------------------------------------------------------------------------------------
@@ -110,7 +107,7 @@ class _Features:
             if tuple(latent.shape[-2:]) != (h, w):
                 log.info("AnimateLCM-I2V: resizing the picture's latent %s to the sampled %s", tuple(latent.shape[-2:]),
                          (h, w))
-                latent = comfy.utils.common_upscale(latent, w, h, "bilinear", "center")
+                latent = comfy_utils.common_upscale(latent, w, h, "bilinear", "center")
             with torch.no_grad():
                 features = encoder(latent.to(x.device, x.dtype), frames, self.motion_scale)
             features = [(self.strength * f).repeat(chunks, 1, 1, 1) for f in features]
@@ -153,12 +150,15 @@ def reference_model(model, vae, image: torch.Tensor, frames: int, strength: floa
         args = list(args)
         options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
         frames_now = frames_per_chunk(x, options)
-        options = {**options, REFERENCE_FEATURES: state.for_call(encoder, frames_now, x.shape[0] // frames_now, x)}
+        lookup = Lookup(state.for_call(encoder, frames_now, x.shape[0] // frames_now, x))
+        options = {**options, REFERENCE_FEATURES: lookup}
         if len(args) > 4:
             args[4] = options
         else:
             kwargs["transformer_options"] = options
-        return executor(x, *args, **kwargs)
+        out = executor(x, *args, **kwargs)
+        check_reads(lookup, "AnimateLCM-I2V's picture features", NODE, "image")
+        return out
 
     def outer_sample_wrapper(executor, *args, **kwargs):
         try:
@@ -166,8 +166,8 @@ def reference_model(model, vae, image: torch.Tensor, frames: int, strength: floa
         finally:
             state.clear()
 
-    for kind, wrapper in ((comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, diffusion_model_wrapper),
-                          (comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper)):
+    for kind, wrapper in ((comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, diffusion_model_wrapper),
+                          (comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, outer_sample_wrapper)):
         m.remove_wrappers_with_key(kind, KEY)  # a second reference node replaces the first one's picture
         m.add_wrapper_with_key(kind, KEY, wrapper)
     log.info("AnimateLCM-I2V: %s with a %dx%d latent, strength %g, motion_scale %g", marker.name, w, h, strength,

@@ -16,9 +16,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import comfy.patcher_extension
 import torch
 
+from ...comfy_seam import comfy_patcher_extension
 from ...errors import AnimaPoseError
 from .pia_affinity import AFFINITY_MAX, AFFINITY_MIN, PIA_NODE, affinity_schedule
 
@@ -59,8 +59,8 @@ def attach(m, motion) -> None:
     diff[:, LATENT_CHANNELS:] = weight[:, LATENT_CHANNELS:].float()
     m.add_patches({CONV_KEY: ("diff", (diff, {"pad_weight": True, KEY: True}))}, 1.0)
     m.set_attachments(KEY, PIAMarker(motion.name, int(weight.shape[0])))
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _check_channels)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY, _check_concat)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _check_channels)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.APPLY_MODEL, KEY, _check_concat)
 
 
 def detach(m) -> None:
@@ -74,8 +74,8 @@ def detach(m) -> None:
                 del m.patches[CONV_KEY]
             m.patches_uuid = uuid.uuid4()
     m.remove_attachments(KEY)
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, KEY)
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY)
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.APPLY_MODEL, KEY)
 
 
 def _is_ours(value) -> bool:

@@ -12,14 +12,10 @@ from __future__ import annotations
 import copy
 import logging
 
-import comfy.controlnet
-import comfy.latent_formats
-import comfy.model_management
-import comfy.ops
-import comfy.utils
 import torch
 
 from ...checkpoints import load_state_dict
+from ...comfy_seam import comfy_controlnet, comfy_latent_formats, comfy_model_management, comfy_ops, comfy_utils
 from ...errors import AnimaPoseError
 from .sparsectrl_encoder import SparseControlModel, check_slot_names, normalize_sparsectrl_state_dict
 from .sparsectrl_keyframes import APPLY_NODE, keyframe_plan, parse_frame_indices
@@ -28,10 +24,10 @@ log = logging.getLogger(__name__)
 
 
 
-class SparseCtrlControlNet(comfy.controlnet.ControlNet):
+class SparseCtrlControlNet(comfy_controlnet.ControlNet):
     def __init__(self, control_model=None, info=None, norm_across_frames: bool = False, load_device=None,
                  manual_cast_dtype=None):
-        latent_format = comfy.latent_formats.SD15() if info is not None and info.uses_latents else None
+        latent_format = comfy_latent_formats.SD15() if info is not None and info.uses_latents else None
         super().__init__(control_model, latent_format=latent_format, load_device=load_device,
                          manual_cast_dtype=manual_cast_dtype, extra_conds=[])
         self.info = info
@@ -87,13 +83,13 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
                                      "node got no VAE", "connect the checkpoint's VAE to this node's vae input",
                                      node=APPLY_NODE)
             ratio = self.vae.spacial_compression_encode()
-            pixels = comfy.utils.common_upscale(images, w * ratio, h * ratio, self.upscale_algorithm, "center")
-            loaded = comfy.model_management.loaded_models(only_currently_used=True)
+            pixels = comfy_utils.common_upscale(images, w * ratio, h * ratio, self.upscale_algorithm, "center")
+            loaded = comfy_model_management.loaded_models(only_currently_used=True)
             rows = self.latent_format.process_in(self.vae.encode(pixels.movedim(1, -1)[..., :3]))
             # ComfyUI lists a model whose patcher was garbage collected as None until its next cleanup.
-            comfy.model_management.load_models_gpu([m for m in loaded if m is not None])
+            comfy_model_management.load_models_gpu([m for m in loaded if m is not None])
         else:
-            rows = comfy.utils.common_upscale(images[:, :3], w * 8, h * 8, self.upscale_algorithm, "center")
+            rows = comfy_utils.common_upscale(images[:, :3], w * 8, h * 8, self.upscale_algorithm, "center")
         rows = rows.to(device=device, dtype=dtype)
         self.encoded[key] = rows
         return rows
@@ -131,7 +127,7 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
                                  f"the prompt's are {context.shape[-1]} wide (a different model family)",
                                  "use SparseCtrl with an SD1.5 checkpoint", node="Load AnimateDiff SparseCtrl")
         timestep = self.model_sampling_current.timestep(t)
-        control = self.control_model(hint, timestep.to(dtype), comfy.model_management.cast_to_device(
+        control = self.control_model(hint, timestep.to(dtype), comfy_model_management.cast_to_device(
             context, x_noisy.device, dtype), frames, x_noisy.to(dtype), self.norm_across_frames)
         return self.control_merge(control, control_prev, output_dtype=None)
 
@@ -139,10 +135,10 @@ class SparseCtrlControlNet(comfy.controlnet.ControlNet):
 def load_sparsectrl(path: str, name: str, norm_across_frames: bool = False,
                     input_name: str = "sparsectrl_name") -> SparseCtrlControlNet:
     sd, info = normalize_sparsectrl_state_dict(load_state_dict(path, input_name, "SparseCtrl file"), input_name)
-    load_device = comfy.model_management.get_torch_device()
-    unet_dtype = comfy.model_management.unet_dtype()
-    manual_cast = comfy.model_management.unet_manual_cast(unet_dtype, load_device)
-    operations = comfy.ops.pick_operations(unet_dtype, manual_cast)
+    load_device = comfy_model_management.get_torch_device()
+    unet_dtype = comfy_model_management.unet_dtype()
+    manual_cast = comfy_model_management.unet_manual_cast(unet_dtype, load_device)
+    operations = comfy_ops.pick_operations(unet_dtype, manual_cast)
     model = SparseControlModel(info, operations, dtype=unet_dtype)
     check_slot_names(sd, model, input_name)
     missing, unexpected = model.load_state_dict(sd, strict=False)

@@ -23,11 +23,9 @@ import re
 from dataclasses import dataclass
 
 import torch
-from comfy.cldm.cldm import ControlNet
-from comfy.ldm.modules.diffusionmodules.openaimodel import TimestepEmbedSequential
-from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 from torch import nn
 
+from ...comfy_seam import ControlNet, TimestepEmbedSequential, timestep_embedding
 from ...errors import AnimaPoseError
 from ..formats.convert import MODULE_KEY, diffusers_to_original
 from ..module import MotionModule, SingleAttentionBlock
@@ -142,9 +140,9 @@ def _unet_config(t: dict, input_name: str) -> dict:
 
 
 def _ldm_keys(t: dict, config: dict, variant: str) -> dict[str, str]:
-    import comfy.utils
+    from ...comfy_seam import comfy_utils
 
-    keys = comfy.utils.unet_to_diffusers(config)
+    keys = comfy_utils.unet_to_diffusers(config)
     keys["controlnet_mid_block.weight"] = "middle_block_out.0.weight"
     keys["controlnet_mid_block.bias"] = "middle_block_out.0.bias"
     n = 0

@@ -141,9 +141,9 @@ def _max_denoise(sampler, model_wrap, sigmas) -> bool:
 
 def _progress(total: int):
     try:
-        import comfy.utils
+        from ...comfy_seam import comfy_utils
 
-        bar = comfy.utils.ProgressBar(total)
+        bar = comfy_utils.ProgressBar(total)
         return lambda done, _total: bar.update_absolute(done, total)
     except ImportError:  # outside ComfyUI (unit tests)
         return None
@@ -196,9 +196,9 @@ def sampler_sample_wrapper(options: FreeInitOptions):
 
 
 def add_to_model(model, options: FreeInitOptions):
-    import comfy.patcher_extension
+    from ...comfy_seam import comfy_patcher_extension
 
     m = model.clone()
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, KEY)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, KEY, sampler_sample_wrapper(options))
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.SAMPLER_SAMPLE, KEY)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.SAMPLER_SAMPLE, KEY, sampler_sample_wrapper(options))
     return m

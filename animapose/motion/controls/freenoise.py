@@ -67,16 +67,16 @@ class FreeNoise:
         self.noise_type = noise_type
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
-        import comfy.sample
+        from ...comfy_seam import comfy_sample
 
         latent = input_latent["samples"]
-        noise = comfy.sample.prepare_noise(latent, self.seed, input_latent.get("batch_index"))
+        noise = comfy_sample.prepare_noise(latent, self.seed, input_latent.get("batch_index"))
         return reschedule(noise, self.seed, self.context_length, self.context_stride, self.noise_type)
 
 
 def add_to_model(model, context_length: int, context_stride: int, noise_type: str):
     """A MODEL clone whose samplings (KSampler and the rest) reschedule their noise with FreeNoise first."""
-    import comfy.patcher_extension
+    from ...comfy_seam import comfy_patcher_extension
 
     def outer_sample(executor, noise, *args, **kwargs):
         seed = args[6] if len(args) > 6 else kwargs.get("seed")
@@ -86,6 +86,6 @@ def add_to_model(model, context_length: int, context_stride: int, noise_type: st
         return executor(noise, *args, **kwargs)
 
     m = model.clone()
-    m.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
+    m.remove_wrappers_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, outer_sample)
     return m

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import copy
 
-import comfy.context_windows as cw
-import comfy.utils
 import torch
 
+from ...comfy_seam import comfy_context_windows as cw
+from ...comfy_seam import comfy_utils
 from ...errors import AnimaPoseError, require_choice
 
 SCHEDULES = [cw.ContextSchedules.UNIFORM_STANDARD, cw.ContextSchedules.STATIC_STANDARD,
@@ -44,7 +44,7 @@ class FrameWindowHandler(cw.IndexListContextHandler):
         if total_windows > 1:
             steps = getattr(self, "_steps", 1)
             step = min(getattr(self, "_step", 0), steps - 1)
-            comfy.utils.ProgressBar(steps * total_windows).update_absolute(
+            comfy_utils.ProgressBar(steps * total_windows).update_absolute(
                 step * total_windows + window_idx + 1, steps * total_windows)
 
     def get_resized_cond(self, cond_in, x_in, window, device=None):

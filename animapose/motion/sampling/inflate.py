@@ -24,13 +24,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import comfy.model_management
-import comfy.model_patcher
-import comfy.ops
-import comfy.patcher_extension
 import torch
 
 from ...checkpoints import load_state_dict
+from ...comfy_seam import comfy_model_management, comfy_model_patcher, comfy_ops, comfy_patcher_extension
 from ...errors import AnimaPoseError, require_choice, require_finite
 from ...numerics import check_model_output, warn_if_not_finite
 from .. import NORM_AUTO, NORM_CHOICES, WEIGHT_DTYPE_NAMES
@@ -50,7 +47,7 @@ from ..module import MotionModule
 from . import residency, schedules
 from .injection import KEY, RUN_KEY, InsertionRecord, MotionInjection, end_run, start_run
 from .placement import RunState, plan_slots, unet_kind
-from .stages import MotionStage, check_range, frames_per_chunk, make_dispatch, non_finite_error, stages_of
+from .stages import MotionStage, check_calls, check_range, frames_per_chunk, make_dispatch, non_finite_error, stages_of
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +57,12 @@ log = logging.getLogger(__name__)
 class MotionModel:
     """The value carried by the MOTION_MODEL socket: a ModelPatcher around the modules plus what was detected."""
 
-    patcher: comfy.model_patcher.ModelPatcher
+    patcher: comfy_model_patcher.ModelPatcher
     info: MotionModelInfo
     name: str
     loras: list[tuple[str, float]] = field(default_factory=list)
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # PIA's conv_in (see image_conditioning)
-    image_encoder: comfy.model_patcher.ModelPatcher | None = None  # AnimateLCM-I2V's (see lcm_i2v)
+    image_encoder: comfy_model_patcher.ModelPatcher | None = None  # AnimateLCM-I2V's (see lcm_i2v)
 
     def clone(self) -> "MotionModel":
         return MotionModel(self.patcher.clone(), self.info, self.name, list(self.loras), self.extras,
@@ -82,7 +79,7 @@ def weight_dtype(name: str = "default") -> torch.dtype:
     --fp8_e4m3fn-unet, ...; float32 on the CPU without flags), as a UNet loaded by the same ComfyUI would be."""
     if name not in WEIGHT_DTYPES:
         raise AnimaPoseError("weight_dtype", f"unknown weight dtype {name!r}", f"pick one of {', '.join(WEIGHT_DTYPES)}")
-    return WEIGHT_DTYPES[name] or comfy.model_management.unet_dtype()
+    return WEIGHT_DTYPES[name] or comfy_model_management.unet_dtype()
 
 
 def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
@@ -95,12 +92,12 @@ def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
     # reach it, so the modules compute in the UNet's compute dtype whatever they are stored in (fp8 storage
     # included). Only parameters are cast: the stored position table stays float32 (fp8 would round it coarsely).
     dtype = weight_dtype(weight_dtype_name)
-    motion_set = build_motion_set(sd, info, operations=comfy.ops.manual_cast)
+    motion_set = build_motion_set(sd, info, operations=comfy_ops.manual_cast)
     for p in motion_set.parameters():
         p.data = p.data.to(dtype)
-    patcher = comfy.model_patcher.ModelPatcher(
-        motion_set, load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device())
+    patcher = comfy_model_patcher.ModelPatcher(
+        motion_set, load_device=comfy_model_management.get_torch_device(),
+        offload_device=comfy_model_management.unet_offload_device())
     encoder = lcm_i2v.load_image_encoder(extras, info.down_channels, dtype)
     return MotionModel(patcher, info, name, extras=extras, image_encoder=encoder)
 
@@ -108,20 +105,27 @@ def load_motion_model(path: str, name: str, adapter_config: dict | None = None,
 def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) -> MotionModel:
     """A copy of ``motion`` with a motion LoRA as weight patches (W += strength * up @ down, as the original
     loader merges it); the LoRA stays unmerged, so strengths can be changed and LoRAs stacked cheaply."""
-    import comfy.weight_adapter
-
+    from ...comfy_seam import comfy_weight_adapter
     from ..formats.lora import parse_motion_lora
 
     strength = require_finite(strength, "strength")
     pairs = parse_motion_lora(load_state_dict(path, "lora_name", "motion LoRA"), "lora_name")
     out = motion.clone()
-    params = out.patcher.model.state_dict().keys()
+    params = out.patcher.model.state_dict()
     missing = [k for k in pairs if k not in params]
     if missing:
         raise AnimaPoseError("lora_name", f"{len(missing)} of the LoRA's layers do not exist in {motion.name} "
                              f"(e.g. {missing[0]}); motion LoRAs were trained for v2-type modules",
                              "use a motion LoRA made for this motion module (the official ones need mm_sd_v15_v2)")
-    patches = {k: comfy.weight_adapter.LoRAAdapter(set(), (up, down, None, None, None, None)) for k, (up, down) in pairs.items()}
+    # ComfyUI's LoRA patch logs a shape mismatch and leaves the layer unpatched: refuse it here instead.
+    wrong = [f"{k} ({tuple(up.shape)} x {tuple(down.shape)} vs {tuple(params[k].shape)})" for k, (up, down)
+             in pairs.items() if params[k].ndim < 1 or up.shape[0] != params[k].shape[0]
+             or down[0].numel() != params[k][0].numel()]
+    if wrong:
+        raise AnimaPoseError("lora_name", f"{len(wrong)} of the LoRA's layers do not fit {motion.name}'s weights "
+                             f"(e.g. {wrong[0]})", "use a motion LoRA made for this motion module (the official "
+                             "ones need mm_sd_v15_v2)")
+    patches = {k: comfy_weight_adapter.LoRAAdapter(set(), (up, down, None, None, None, None)) for k, (up, down) in pairs.items()}
     out.patcher.add_patches(patches, strength)
     out.loras.append((name, strength))
     return out
@@ -131,7 +135,7 @@ def add_motion_lora(motion: MotionModel, path: str, name: str, strength: float) 
 
 @dataclass
 class Applied:
-    model: comfy.model_patcher.ModelPatcher
+    model: comfy_model_patcher.ModelPatcher
     schedule: str
     norm_scope: NormScope
     summary: str
@@ -172,9 +176,9 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
     state = RunState()
     injection = MotionInjection(mm.model, slots, scope.resnet, state, key)
     m.set_attachments(key, InsertionRecord())
-    m.set_injections(key, [comfy.patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
-    for call_type, callback in ((comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, start_run),
-                                (comfy.patcher_extension.CallbacksMP.ON_CLEANUP, end_run)):
+    m.set_injections(key, [comfy_patcher_extension.PatcherInjection(inject=injection.inject, eject=injection.eject)])
+    for call_type, callback in ((comfy_patcher_extension.CallbacksMP.ON_PRE_RUN, start_run),
+                                (comfy_patcher_extension.CallbacksMP.ON_CLEANUP, end_run)):
         m.remove_callbacks_with_key(call_type, RUN_KEY)  # one pair serves every chained motion model
         m.add_callback_with_key(call_type, RUN_KEY, callback)
 
@@ -194,15 +198,18 @@ def apply_motion_model(model, motion: MotionModel, motion_scale=1.0, beta_schedu
                          transformer_options)
         # the ResNet GroupNorms pool over frames only while this motion model is in its step range
         state.frames = frames if stage.begin_call(transformer_options, frames) else None
+        stage.calls = 0
         try:
-            return executor(x, *args, **kwargs)
+            out = executor(x, *args, **kwargs)
         finally:
             state.frames = None
             stage.end_call()
+        check_calls(stage)
+        return out
 
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, key, _output_check(stage))
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.DIFFUSION_MODEL, key, diffusion_model_wrapper)
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.OUTER_SAMPLE, key, _frame_check(info, stage))
+    m.add_wrapper_with_key(comfy_patcher_extension.WrappersMP.APPLY_MODEL, key, _output_check(stage))
 
     image_conditioning.attach(m, motion)
     lcm_i2v.attach(m, motion, mm.model)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from comfy.ldm.modules.attention import SpatialTransformer
-from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock, Upsample
 
+from ...comfy_seam import ResBlock, SpatialTransformer
+from ...comfy_seam import UNetUpsample as Upsample
 from ...errors import AnimaPoseError
 from ..formats.detect import MotionModelInfo
 from ..module import group_norm_frames

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import logging
 
-import comfy.model_management
-
+from ...comfy_seam import comfy_model_management
 from .stages import MotionStage, sigma_of
 
 log = logging.getLogger(__name__)
 
 
 def is_resident(patcher) -> bool:
-    return any(loaded.model is patcher for loaded in comfy.model_management.current_loaded_models)
+    return any(loaded.model is patcher for loaded in comfy_model_management.current_loaded_models)
 
 
 def unload(patcher) -> bool:
     """Unloads one model the way ComfyUI's ``free_memory`` unloads any (its weight patches are undone, its weights go
     to the offload device); returns whether it had been loaded."""
-    loaded_models = comfy.model_management.current_loaded_models
+    loaded_models = comfy_model_management.current_loaded_models
     for i, loaded in enumerate(loaded_models):
         if loaded.model is patcher:
             if loaded.model_unload():
@@ -52,4 +51,4 @@ def settle(stages: list[MotionStage], transformer_options: dict) -> None:
     load = [s.patcher for s, want in zip(lazy, wanted) if want and not is_resident(s.patcher)]
     if load:
         log.debug("AnimaPose: loading %s for its steps", ", ".join(s.name for s, w in zip(lazy, wanted) if w))
-        comfy.model_management.load_models_gpu(load)
+        comfy_model_management.load_models_gpu(load)

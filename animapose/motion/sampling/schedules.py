@@ -51,14 +51,13 @@ def model_sampling(model_patcher, choice: str):
     """A ``model_sampling`` object for ``choice`` (not AUTOSELECT), or None to keep the checkpoint's own."""
     if choice == USE_EXISTING:
         return None
-    import comfy.model_base
-    import comfy.model_sampling
+    from ...comfy_seam import comfy_model_base, comfy_model_sampling
 
     settings = _SETTINGS[choice]
     config = SimpleNamespace(sampling_settings=dict(settings))
     if choice in LCM_ORIGINAL_STEPS:
-        from comfy_extras.nodes_model_advanced import LCM as LCMType
-        from comfy_extras.nodes_model_advanced import ModelSamplingDiscreteDistilled
+        from ...comfy_seam import LCM as LCMType
+        from ...comfy_seam import ModelSamplingDiscreteDistilled
 
         class AnimateLCMSampling(ModelSamplingDiscreteDistilled, LCMType):
             original_timesteps = LCM_ORIGINAL_STEPS[choice]
@@ -66,11 +65,11 @@ def model_sampling(model_patcher, choice: str):
         return AnimateLCMSampling(config)
 
     prediction = {
-        comfy.model_base.ModelType.EPS: comfy.model_sampling.EPS,
-        comfy.model_base.ModelType.V_PREDICTION: comfy.model_sampling.V_PREDICTION,
-    }.get(model_patcher.model.model_type, comfy.model_sampling.EPS)
+        comfy_model_base.ModelType.EPS: comfy_model_sampling.EPS,
+        comfy_model_base.ModelType.V_PREDICTION: comfy_model_sampling.V_PREDICTION,
+    }.get(model_patcher.model.model_type, comfy_model_sampling.EPS)
 
-    class MotionModelSampling(comfy.model_sampling.ModelSamplingDiscrete, prediction):
+    class MotionModelSampling(comfy_model_sampling.ModelSamplingDiscrete, prediction):
         pass
 
     return MotionModelSampling(config)

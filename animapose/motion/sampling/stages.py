@@ -5,6 +5,12 @@ model and wrappers, see ``inflate.apply_motion_model``). ComfyUI hands every ``M
 first ``forward_timestep_embed`` patch whose class matches, so one dispatcher, rebuilt by each Apply with all the
 stages so far, routes each module to the stage that inserted it.
 
+No silent noise: every motion module a stage inserted must be reached through the dispatcher in every UNet call
+(``calls``, counted in Python, checked by the stage's diffusion-model wrapper at the end of the call), and every
+per-call input an add-on prepares (``Lookup``) must be read by its modules. A ComfyUI that stopped honouring the
+``forward_timestep_embed`` patch or the module insertion would otherwise return unanimated frames without a word;
+here the run fails naming the Apply node (``check_calls``, ``check_reads``).
+
 Per UNet call a stage knows (from the diffusion-model wrapper): the sigma, hence whether it is inside its
 ``start_percent``..``end_percent`` range and which keyframe applies, and which frames of the clip the call holds
 (all of them, or one context window's ``index_list``). A stage with default controls calls the module exactly as
@@ -72,6 +78,7 @@ class MotionStage:
     sigma_end: float = 0.0
     keyframe_sigmas: list[float] = field(default_factory=list)
     now: tuple | None = None
+    calls: int = 0  # dispatcher calls of this stage's modules in the current UNet call
 
     @property
     def simple(self) -> bool:
@@ -137,15 +144,17 @@ class MotionStage:
         # CameraCtrl's per-call features (cameractrl.CameraCall), when a camera trajectory is applied
         cameras = transformer_options.get(CAMERA_OPTION)
         camera = cameras.for_module(layer, x, frames) if cameras is not None else None
+        # AnimateLCM-I2V's features, looked up whether or not the stage is active (the lookups are counted)
+        reference = _reference(layer, transformer_options)
         if self.simple:
-            return layer(_with_reference(layer, x, transformer_options), frames, self.effect.value, self.norm_motion,
+            return layer(x if reference is None else x + reference, frames, self.effect.value, self.norm_motion,
                          camera=camera)
         if self.now is None:
             self.begin_call(transformer_options, frames)
         active, effect, scale, index = self.now
         if not active:
             return x
-        x = _with_reference(layer, x, transformer_options)
+        x = x if reference is None else x + reference
         if self.resolved is None or self.resolved.frames <= max(index):
             self.resolved = ResolvedControls(max(max(index) + 1, frames))
         chunks = x.shape[0] // frames
@@ -188,9 +197,47 @@ def non_finite_error(stages: list[MotionStage], sigma: float | None) -> AnimaPos
     return AnimaPoseError(input_name, problem, fix, node=APPLY_NODE)
 
 
-def _with_reference(layer, x: torch.Tensor, transformer_options: dict) -> torch.Tensor:
-    feature = transformer_options.get(REFERENCE_FEATURES, {}).get(id(layer))
-    return x if feature is None else x + feature
+def _reference(layer, transformer_options: dict) -> torch.Tensor | None:
+    features = transformer_options.get(REFERENCE_FEATURES)
+    return None if features is None else features.get(id(layer))
+
+
+class Lookup:
+    """An add-on's per-call input for the motion modules, ``{id(module): value}``, counting the lookups that found
+    a value: after the UNet call every entry must have been read exactly once (``check_reads``)."""
+
+    def __init__(self, items: dict):
+        self.items = items
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, key):
+        value = self.items.get(key)
+        if value is not None:
+            self.reads += 1
+        return value
+
+
+def bypassed(what: str, seen: int, expected: int, node: str, input_name: str) -> AnimaPoseError:
+    return AnimaPoseError(
+        input_name, f"{what} took part {seen} of {expected} times in a UNet call: this ComfyUI bypassed the "
+        "injection point the pack relies on, and the frames would come out unanimated", "update AnimaPose, or use "
+        "a ComfyUI version listed in the pack's docs/compatibility.md, and report the ComfyUI version", node=node)
+
+
+def check_calls(stage: MotionStage) -> None:
+    """After a UNet call: each of the stage's modules went through the dispatcher once."""
+    if stage.calls != len(stage.modules):
+        raise bypassed(f"the motion modules of {stage.name}", stage.calls, len(stage.modules), APPLY_NODE,
+                       "motion_model")
+
+
+def check_reads(lookup: Lookup, what: str, node: str, input_name: str) -> None:
+    """After a UNet call: every value of an add-on's lookup was read by its motion module."""
+    if lookup.reads != len(lookup.items):
+        raise bypassed(what, lookup.reads, len(lookup.items), node, input_name)
 
 
 def make_dispatch(stages: list[MotionStage]):
@@ -201,6 +248,7 @@ def make_dispatch(stages: list[MotionStage]):
         stage = by_id.get(id(layer))
         if stage is None:  # not one of ours (cannot happen through the pack's nodes); run it plainly
             return layer(x, frames_per_chunk(x, transformer_options))
+        stage.calls += 1
         return stage.call(layer, x, transformer_options)
 
     call_module.animapose = True
