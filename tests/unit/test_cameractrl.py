@@ -25,14 +25,19 @@ from comfyui_animapose.animapose.motion.formats.detect import normalize_motion_s
 from comfyui_animapose.workshop.fixtures.camera_poses import pose_text
 from comfyui_animapose.workshop.fixtures.cameractrl import cameractrl_file, cameractrl_parts
 from comfyui_animapose.workshop.fixtures.motion import motion_module_file
+from comfyui_animapose.workshop.parity import mutations
 from comfyui_animapose.workshop.references import cameractrl_reference as ref
 
 TOL = 1e-5
 
 
-@pytest.mark.parametrize("height,width", [(32, 48), (40, 24), (36, 64)])
-def test_plucker_matches_reference(height, width):
-    text = pose_text()
+# (36, 64) is exactly the pose files' 16:9, where either aspect branch is the identity; (32, 96) is wider than 16:9,
+# so the focal length fy is rescaled, and (40, 24), (96, 32) are taller, so fx is; (48, 48) is square.
+SIZES = [(32, 48), (40, 24), (36, 64), (32, 96), (96, 32), (48, 48)]
+
+
+def check_plucker(height, width, text=None):
+    text = text or pose_text()
     ours = parse_pose_text(text).plucker(height, width)
     expected = ref.plucker_from_text(text, height, width)
     assert ours.shape == expected.shape == (6, 6, height, width) and ours.dtype == torch.float32
@@ -43,6 +48,11 @@ def test_plucker_matches_reference(height, width):
     assert ours[0, :3].abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("height,width", SIZES)
+def test_plucker_matches_reference(height, width):
+    check_plucker(height, width)
+
+
 def test_window_is_embedded_as_its_own_clip():
     text = pose_text(8, seed=1)
     trajectory = parse_pose_text(text)
@@ -51,20 +61,29 @@ def test_window_is_embedded_as_its_own_clip():
     assert (trajectory.plucker(16, 24, [3, 4, 5, 6]) - ref.plucker_from_text(sub, 16, 24)).abs().max() <= TOL
 
 
-def test_encoder_matches_reference():
+def check_encoder(height, width, frames=12):
+    """The pack's Plücker rays and encoder against the reference's own rays and encoder, level by level."""
     encoder_sd, merges_sd = cameractrl_parts("micro", seed=3)
     encoder, merges, info = split_cameractrl({**encoder_sd, **merges_sd})
     assert info.channels == (32, 64, 128, 128) and info.layers_per_level == 2 and info.position_length == 16
     assert info.downscale == 8 and info.kernel == 1 and len(info.merges) == 20
     model = build_cameractrl(encoder, merges, info).eval()
-    plucker = preset_trajectory("orbit left", 12).plucker(64, 96)
+    text = pose_text(frames, seed=4)
     with torch.no_grad():
-        ours = model.encoder(plucker)
-        expected = ref.encode(encoder_sd, plucker, levels=4)
+        ours = model.encoder(parse_pose_text(text).plucker(height, width))
+        expected = ref.encode(encoder_sd, ref.plucker_from_text(text, height, width), levels=4)
+    assert len(ours) == len(expected) == len(info.channels) == 4
     for level, (a, b) in enumerate(zip(ours, expected)):
-        assert a.shape == b.shape == (12, info.channels[level], 8 // 2 ** level, 12 // 2 ** level)
+        assert a.shape == b.shape == (frames, info.channels[level], max(height // 8 // 2 ** level, 1),
+                                      max(width // 8 // 2 ** level, 1))
         err = ((a - b).abs().max() / b.abs().max()).item()
         assert err <= TOL, f"level {level}: relative error {err:.2e}"
+
+
+# 8x12 (taller than 16:9: the fx branch), 8x24 (wider: the fy branch) and 16x8 latents
+@pytest.mark.parametrize("height,width", [(64, 96), (64, 192), (128, 64)])
+def test_encoder_matches_reference(height, width):
+    check_encoder(height, width)
     assert [merge_level(p, 4) for p in ("down_blocks.2.motion_modules.1", "up_blocks.0.motion_modules.2",
                                         "up_blocks.3.motion_modules.0")] == [2, 3, 0]
 
@@ -142,3 +161,30 @@ def test_detects_both_layouts_and_refuses_confusions():
         split_cameractrl({k.replace("attention_blocks.0.processor", "attention_blocks.1.processor"): v
                           for k, v in pruned.items()})
     assert "first temporal self-attention" in e.value.problem
+
+
+# -- mutation check: each mutation below slipped through the tests before they pinned the case it breaks -----------
+
+def test_mutation_wide_frames_rescale_fx(monkeypatch):
+    mutations.wide_frames_rescale_fx(monkeypatch)
+    check_plucker(36, 64)  # exactly 16:9, the widest size tested before: the mutation cannot show
+    with pytest.raises(AssertionError):
+        check_plucker(32, 96)
+    monkeypatch.undo()
+    check_plucker(32, 96)
+
+
+def test_mutation_height_width_swap(monkeypatch):
+    mutations.plucker_height_width_swapped(monkeypatch)
+    check_plucker(48, 48)
+    for height, width in ((32, 96), (96, 32)):
+        with pytest.raises(AssertionError):
+            check_plucker(height, width)
+    with pytest.raises(AssertionError):
+        check_encoder(64, 192)
+
+
+def test_mutation_encoder_drops_a_level(monkeypatch):
+    mutations.camera_encoder_drops_a_level(monkeypatch)
+    with pytest.raises(AssertionError):
+        check_encoder(64, 96)

@@ -10,7 +10,7 @@ import torch
 
 from comfyui_animapose.animapose.densepose.convert import box_chart, int_box_xywh, paste
 from comfyui_animapose.animapose.densepose.estimate import check_photos, estimate, to_uint8_rgb
-from comfyui_animapose.animapose.densepose.model import load_densepose
+from comfyui_animapose.animapose.densepose.model import DensePoseModel, load_densepose
 from comfyui_animapose.animapose.densepose.sequence import (
     alignment,
     apply_alignment,
@@ -22,6 +22,7 @@ from comfyui_animapose.animapose.densepose.sequence import (
 )
 from comfyui_animapose.animapose.errors import AnimaPoseError
 from comfyui_animapose.workshop.fixtures.densepose import dancer_frames, densepose_torchscript_file
+from comfyui_animapose.workshop.parity import mutations
 from comfyui_animapose.workshop.references.densepose_reference import (
     reference_chart_result,
     reference_frame,
@@ -263,3 +264,58 @@ def test_progress_and_interrupt():
     with pytest.raises(Stop):
         estimate(model, _frames(5), interrupt=interrupt)
     assert len(calls) == 2 and model.device == torch.device("cpu")
+
+
+# -- the input convention, pinned against the public code that calls each export --------------------------------
+# "dict" (dajes/DensePose-TorchScript, the exporter's own releases): run.py reads the frame with cv2.imread (BGR,
+# (H, W, 3) uint8), turns it into a tensor with torch.from_numpy and calls the module with it; the scripted
+# detectron2/engine/defaults.py DefaultPredictor.forward(original_image, bgr=True) takes "an image of shape
+# (H, W, C)" in BGR ("Always take BGR image as the input").
+# "tuple" (LayerNorm/DensePose-TorchScript-with-hint-image, as comfyui_controlnet_aux's DenseposeDetector calls it):
+# the RGB uint8 numpy frame goes through rearrange(torch.from_numpy(image), 'h w c -> c h w') into the module.
+
+class _Seen(Exception):
+    pass
+
+
+class _Recorder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, image, bgr: bool = True):
+        self.inputs.append(image)
+        raise _Seen
+
+
+def _recorded(call, signature):
+    frame = torch.zeros(4, 6, 3, dtype=torch.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30  # R, G, B
+    recorder = _Recorder()
+    with pytest.raises(_Seen):
+        call(recorder, frame, signature)
+    return recorder.inputs[0]
+
+
+def check_input_convention(call):
+    tuple_in = _recorded(call, "tuple")
+    assert tuple_in.dtype == torch.uint8 and tuple_in.shape == (3, 4, 6)
+    assert tuple_in[:, 0, 0].tolist() == [10, 20, 30]  # 'h w c -> c h w' of the RGB frame
+    dict_in = _recorded(call, "dict")
+    assert dict_in.dtype == torch.uint8 and dict_in.shape == (4, 6, 3)
+    assert dict_in[0, 0].tolist() == [30, 20, 10]  # cv2.imread's BGR, channels last
+
+
+def _pack_call(module, frame, signature):
+    DensePoseModel(module, signature, "recorder")(frame)
+
+
+def test_input_convention_is_the_public_callers():
+    check_input_convention(_pack_call)
+    check_input_convention(run_export)  # the reference the parity test runs the exports with
+
+
+def test_mutation_dict_export_fed_rgb(monkeypatch):
+    mutations.densepose_dict_export_fed_rgb(monkeypatch)
+    with pytest.raises(AssertionError):
+        check_input_convention(_pack_call)

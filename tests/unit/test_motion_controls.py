@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.fft as fft
@@ -25,6 +26,7 @@ from comfyui_animapose.animapose.motion.controls.multival import (
 from comfyui_animapose.animapose.motion.controls.prompt_travel import frame_weights, interpolate, parse_schedule
 from comfyui_animapose.animapose.motion.module import TemporalAttention, TemporalTransformer
 from comfyui_animapose.animapose.motion.sampling.stages import MotionStage, check_range
+from comfyui_animapose.workshop.parity import mutations
 
 
 def _module(c=8, seed=0):
@@ -232,16 +234,17 @@ def test_freenoise_structure():
 # -- FreeInit -------------------------------------------------------------------------------------------------------
 
 def _reference_filter(shape, kind, n, d_s, d_t):
-    """The authors' freeinit_utils.py filters (loops over every frequency), as written in the paper's code."""
+    """The authors' freeinit_utils.py filters (loops over every frequency, Python floats stored into a float32
+    mask), as written in the paper's code; a float32 numpy array stands in for their float32 tensor (faster to fill)."""
     T, H, W = shape[-3], shape[-2], shape[-1]
-    mask = torch.zeros(shape)
+    mask = np.zeros(shape, dtype=np.float32)
     if kind == "box":
         threshold_s = round(int(H // 2) * d_s)
         threshold_t = round(T // 2 * d_t)
         cframe, crow, ccol = T // 2, H // 2, W // 2
         mask[..., cframe - threshold_t:cframe + threshold_t, crow - threshold_s:crow + threshold_s,
              ccol - threshold_s:ccol + threshold_s] = 1.0
-        return mask
+        return torch.from_numpy(mask)
     for t in range(T):
         for h in range(H):
             for w in range(W):
@@ -252,35 +255,64 @@ def _reference_filter(shape, kind, n, d_s, d_t):
                     mask[..., t, h, w] = 1 / (1 + (d_square / d_s ** 2) ** n)
                 else:
                     mask[..., t, h, w] = 1 if d_square <= d_s * 2 else 0
-    return mask
+    return torch.from_numpy(mask)
 
 
-@pytest.mark.parametrize("kind", freeinit.FILTERS)
-@pytest.mark.parametrize("shape,d_s,d_t,n", [((16, 8, 8), 0.25, 0.25, 4), ((9, 6, 10), 0.4, 0.1, 2)])
-def test_freeinit_filters_match_the_reference(kind, shape, d_s, d_t, n):
+def check_filter(shape, kind, d_s, d_t, n):
+    """Bitwise against the authors' loops, and against diffusers' copy of them (which ships all but the box)."""
     ours = freeinit.low_pass_filter(shape, kind, d_s, d_t, n)
-    ref = _reference_filter(shape, kind, n, d_s, d_t)
-    assert (ours - ref).abs().max().item() <= 1e-6
-    if kind != "box":  # diffusers ships the three others
+    assert torch.equal(ours, _reference_filter(shape, kind, n, d_s, d_t))
+    if kind != "box":
         from diffusers.pipelines.free_init_utils import FreeInitMixin
 
-        dif = FreeInitMixin._get_free_init_freq_filter(None, shape, "cpu", kind, n, d_s, d_t)
-        assert (ours - dif).abs().max().item() <= 1e-6
+        assert torch.equal(ours, FreeInitMixin._get_free_init_freq_filter(None, shape, "cpu", kind, n, d_s, d_t))
+
+
+# the largest shape is the docs' "up to 32x64x64" (16 frames of a 512x512 latent's double)
+@pytest.mark.parametrize("kind", freeinit.FILTERS)
+@pytest.mark.parametrize("shape,d_s,d_t,n", [((16, 8, 8), 0.25, 0.25, 4), ((9, 6, 10), 0.4, 0.1, 2),
+                                             ((32, 64, 64), 0.25, 0.25, 4)])
+def test_freeinit_filters_match_the_reference(kind, shape, d_s, d_t, n):
+    check_filter(shape, kind, d_s, d_t, n)
     assert torch.equal(freeinit.low_pass_filter(shape, kind, 0.0, d_t, n), torch.zeros(shape))
 
 
-def test_freeinit_mix_matches_the_reference():
+def check_mix():
     from diffusers.pipelines.free_init_utils import FreeInitMixin
 
-    torch.manual_seed(0)
-    x, noise = torch.randn(1, 4, 16, 8, 8), torch.randn(1, 4, 16, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    x, noise = torch.randn(1, 4, 16, 8, 8, generator=g), torch.randn(1, 4, 16, 8, 8, generator=g)
     lpf = freeinit.low_pass_filter((16, 8, 8))
     ref = FreeInitMixin._apply_freq_filter(None, x, noise, lpf)
     # ours takes ComfyUI's frames-first latents
     ours = freeinit.freq_mix_frames_first(x[0].transpose(0, 1), noise[0].transpose(0, 1), lpf).transpose(0, 1)
-    assert (ours - ref[0]).abs().max().item() <= 1e-5
+    assert torch.equal(ours, ref[0])
+    return x, noise, lpf
+
+
+def test_freeinit_mix_matches_the_reference():
+    x, noise, lpf = check_mix()
     # all-pass keeps x, all-stop gives the noise
     assert torch.allclose(freeinit.freq_mix_3d(x, noise, torch.ones(16, 8, 8)), x, atol=1e-5)
     assert torch.allclose(freeinit.freq_mix_3d(x, noise, torch.zeros(16, 8, 8)), noise, atol=1e-5)
     low = fft.fftshift(fft.fftn(freeinit.freq_mix_3d(x, noise, lpf), dim=(-3, -2, -1)), dim=(-3, -2, -1))
     assert torch.isfinite(low.real).all()
+
+
+# -- mutation check: each mutation below passed the tolerances these tests used before they asserted bitwise ---------
+
+def test_mutation_filter_in_float32(monkeypatch):
+    reference = freeinit.low_pass_filter((16, 8, 8))
+    mutations.freeinit_filter_in_float32(monkeypatch)
+    assert (freeinit.low_pass_filter((16, 8, 8)) - reference).abs().max() <= 1e-6  # within the old bound
+    with pytest.raises(AssertionError):
+        check_filter((16, 8, 8), "butterworth", 0.25, 0.25, 4)
+
+
+def test_mutation_mix_rearranged(monkeypatch):
+    x, noise, lpf = check_mix()
+    reference = freeinit.freq_mix_3d(x, noise, lpf)
+    mutations.freeinit_mix_rearranged(monkeypatch)
+    assert (freeinit.freq_mix_3d(x, noise, lpf) - reference).abs().max() <= 1e-5  # within the old bound
+    with pytest.raises(AssertionError):
+        check_mix()

@@ -8,7 +8,7 @@ windows (the window fusion half of the paper) that is the paper's method.
 ``shuffle_context`` is the loop of the authors' method as diffusers ships it (``free_noise_utils``: the region
 ``[i, i + stride)`` for ``i = L, L + stride, ...`` takes frames ``[i - L, i - L + stride)`` in the order of
 ``torch.randperm(stride, generator)``, reading frames already rescheduled), with frames on dim 0 instead of 2.
-Given the same base noise and generator, it reproduces diffusers bit for bit (tests/unit/test_freenoise_freeinit).
+Given the same base noise and generator, it reproduces diffusers bit for bit (tests/unit/test_motion_controls.py, test_freenoise_shuffle_matches_diffusers_bitwise).
 The base noise itself follows ComfyUI's seed (``prepare_noise``: one ``randn`` of the (frames, C, H, W) latent),
 so a seed gives other numbers than diffusers' (B, C, frames, H, W) draw; the permutations use a generator seeded
 with the same seed. ``repeat_context`` repeats the first window's noise unshuffled.
