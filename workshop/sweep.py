@@ -337,7 +337,10 @@ def run_sweep(workflow: Path, run_dir: Path, jobs: list[Job], ray, workers: int,
             while todo and idle:
                 job, worker = todo.pop(0), idle.pop()
                 running[worker.run.remote(job.name, job.prompt, job.inputs)] = (job, worker)
-            ready, _ = ray.wait(list(running), num_returns=1)
+            # short waits: a blocking ray.wait holds off Python's Ctrl-C until the job ends
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            if not ready:
+                continue
             ref = ready[0]
             job, worker = running.pop(ref)
             try:

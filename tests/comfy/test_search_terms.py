@@ -4,6 +4,7 @@ ComfyUI's ``io.Schema`` has (0.3.75 has ``is_experimental`` but not ``search_ali
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 from comfyui_animapose.nodes import AnimaPoseExtension, register_model_folders
 from comfyui_animapose.nodes.common import PREFIX
@@ -12,8 +13,10 @@ from comfyui_animapose.nodes.search_terms import EXPERIMENTAL, SEARCH_ALIASES, s
 
 def _schemas() -> dict:
     register_model_folders()
-    return {s.node_id: (cls, s) for cls in asyncio.run(AnimaPoseExtension().get_node_list())
-            for s in [cls.define_schema()]}
+    # in a thread of its own: the browser tier's Playwright leaves an event loop running in the test thread
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        node_list = pool.submit(asyncio.run, AnimaPoseExtension().get_node_list()).result()
+    return {s.node_id: (cls, s) for cls in node_list for s in [cls.define_schema()]}
 
 
 def test_every_entry_names_a_node_of_the_pack():
